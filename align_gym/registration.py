@@ -1,0 +1,35 @@
+"""Every Align env id, with its default kwargs, in one table (registered at import)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+# id -> (entry point, kwargs). A bare id is an alias of the default variant named beside it.
+ENV_TABLE: dict[str, tuple[str, dict]] = {
+    "Align/KeyDoor-5x5-v0": ("align_gym.envs.keydoor:KeyDoorEnv", {"size": 5}),
+    "Align/KeyDoor-8x8-v0": ("align_gym.envs.keydoor:KeyDoorEnv", {"size": 8}),
+    "Align/KeyDoor-16x16-v0": ("align_gym.envs.keydoor:KeyDoorEnv", {"size": 16}),
+    "Align/KeyDoor-v0": ("align_gym.envs.keydoor:KeyDoorEnv", {"size": 8}),  # = KeyDoor-8x8
+    "Align/MountainCarSparse-v0": ("align_gym.envs.mountaincar:MountainCarSparseEnv", {"continuous": False}),
+    "Align/MountainCarSparseContinuous-v0": ("align_gym.envs.mountaincar:MountainCarSparseEnv", {"continuous": True}),
+    "Align/PointMaze-v0": ("align_gym.envs.pointmaze:PointMazeEnv", {}),
+    "Align/DeepSea-v0": ("align_gym.envs.deepsea:DeepSeaEnv", {"size": 10}),
+}
+
+
+def register_envs() -> None:
+    """Register every id of :data:`ENV_TABLE` (idempotent)."""
+    for env_id, (entry_point, kwargs) in ENV_TABLE.items():
+        if env_id not in gym.registry:
+            # The envs truncate themselves at their own max_steps, which their reward formula uses.
+            gym.register(id=env_id, entry_point=entry_point, kwargs=kwargs, disable_env_checker=False)
+
+
+def list_envs() -> dict[str, str]:
+    """Every registered Align id with its task in one line."""
+    out = {}
+    for env_id, (entry_point, _) in ENV_TABLE.items():
+        module_name, _, class_name = entry_point.partition(":")
+        module = __import__(module_name, fromlist=[class_name])
+        out[env_id] = getattr(module, class_name).task
+    return out

@@ -1,0 +1,40 @@
+"""The task contract every Align env keeps (see DESIGN.md, "Task contract").
+
+An Align env is a plain :class:`gymnasium.Env` that also offers, for shaping methods:
+
+- ``task``: the goal in one or two plain sentences (LLM prompts read it);
+- ``state_schema``: name -> meaning of each field of :meth:`state_dict`;
+- ``potentials``: name -> a pure function of the state dict (``"reference"`` is hand-written task
+  progress, ``"distance"`` minus the distance to the goal). They are plain functions of
+  ``info["state"]`` so that wrappers can evaluate them for sub-envs in other processes;
+- ``info["caption"]`` and ``info["state"]`` on reset and on every step, ``info["success"]`` on the
+  last step of an episode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import gymnasium as gym
+
+State = dict[str, Any]
+Potential = Callable[[State], float]
+
+
+class AlignEnv(gym.Env):
+    """Base class: the contract's attributes and the info dict every step returns."""
+
+    task: ClassVar[str] = ""
+    state_schema: ClassVar[dict[str, str]] = {}
+    potentials: ClassVar[dict[str, Potential]] = {}
+
+    def state_dict(self) -> State:
+        """The symbolic state: one entry per key of ``state_schema``."""
+        raise NotImplementedError
+
+    def _info(self, caption: str, success: bool | None = None) -> dict[str, Any]:
+        info: dict[str, Any] = {"caption": caption, "state": self.state_dict()}
+        if success is not None:
+            info["success"] = success
+        return info

@@ -1,0 +1,1 @@
+"""LLM-derived rewards: clients, cache, annotator, sandbox and methods (later issues)."""

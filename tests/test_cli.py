@@ -1,0 +1,28 @@
+"""The ``align-gym`` console script, run as a user would."""
+
+import subprocess
+
+import pytest
+
+
+def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(["align-gym", *args], capture_output=True, text=True, timeout=timeout, check=True)
+
+
+def test_list_prints_every_env_and_shaping():
+    out = run("list").stdout
+    assert "Align/KeyDoor-8x8-v0" in out and "Align/DeepSea-v0" in out
+    shapings = run("list", "--shaping").stdout
+    assert "pbrs" in shapings and "invariant" in shapings
+
+
+@pytest.mark.parametrize("command", [[], ["list"], ["demo"]])
+def test_help_on_every_command(command):
+    assert "usage: align-gym" in run(*command, "--help").stdout
+
+
+def test_a_tiny_demo_writes_its_table_and_plot(tmp_path):
+    out = run("demo", "--steps", "2048", "--seeds", "1", "--jobs", "2", "--out", str(tmp_path)).stdout
+    assert "| none |" in out and "| pbrs(potential=reference) |" in out
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+    assert "steps to 80% success" in (tmp_path / "summary.md").read_text()

@@ -1,0 +1,102 @@
+"""The reward-terms contract: shaping never hides the task's own reward.
+
+- ``info["env_reward"]`` is the task reward of the step; the first shaping layer records it and
+  no later layer changes it.
+- Each shaping layer adds ``info["reward_terms"][name]`` (already scaled) and returns the reward it
+  received plus its term, so a stack of layers returns ``env_reward + sum(reward_terms.values())``.
+- At an episode's end ``info["episode_summary"]`` holds the true return (sum of ``env_reward``),
+  the shaped return, each term's sum, success and length. The outermost layer writes it last, so
+  it sees every term of the stack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+ENV_REWARD = "env_reward"
+REWARD_TERMS = "reward_terms"
+EPISODE_SUMMARY = "episode_summary"
+
+
+@dataclass
+class EpisodeSummary:
+    """What one finished episode earned, by source. ``success`` is None where the env has none."""
+
+    true_return: float = 0.0
+    shaped_return: float = 0.0
+    terms: dict[str, float] = field(default_factory=dict)
+    success: bool | None = None
+    length: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "true_return": self.true_return,
+            "shaped_return": self.shaped_return,
+            "terms": dict(self.terms),
+            "success": self.success,
+            "length": self.length,
+        }
+
+
+class EpisodeTracker:
+    """Running sums of the current episode of each of ``n_envs`` sub-envs."""
+
+    def __init__(self, n_envs: int):
+        self._current = [EpisodeSummary() for _ in range(n_envs)]
+
+    def restart(self, index: int) -> None:
+        self._current[index] = EpisodeSummary()
+
+    def add(self, index: int, env_reward: float, shaped_reward: float, terms: dict[str, float]) -> None:
+        episode = self._current[index]
+        episode.true_return += float(env_reward)
+        episode.shaped_return += float(shaped_reward)
+        for name, value in terms.items():
+            episode.terms[name] = episode.terms.get(name, 0.0) + float(value)
+        episode.length += 1
+
+    def finish(self, index: int, success: Any) -> EpisodeSummary:
+        """Close the episode of ``index`` and start a fresh one there."""
+        episode = self._current[index]
+        episode.success = None if success is None else bool(success)
+        self.restart(index)
+        return episode
+
+
+def record_terms(info: dict[str, Any], reward: float, name: str | None, term: float) -> float:
+    """Write one layer's term into ``info`` (in place) and return the reward it passes on."""
+    if ENV_REWARD not in info:
+        info[ENV_REWARD] = float(reward)
+    inner = info.get(REWARD_TERMS)
+    terms = dict(inner) if inner else {}
+    if name is None:
+        info[REWARD_TERMS] = terms
+        return float(reward)
+    if name in terms:
+        raise ValueError(f"two shaping layers are both named {name!r}: give one of them another name=")
+    terms[name] = float(term)
+    info[REWARD_TERMS] = terms
+    return float(reward) + float(term)
+
+
+def summaries_to_arrays(summaries: list[EpisodeSummary | None]) -> tuple[dict[str, Any], np.ndarray]:
+    """Vector-env form of per-env summaries: a dict of arrays and the mask of envs that finished."""
+    n = len(summaries)
+    mask = np.array([s is not None for s in summaries])
+    names = sorted({name for s in summaries if s is not None for name in s.terms})
+    out: dict[str, Any] = {
+        "true_return": np.zeros(n), "shaped_return": np.zeros(n),
+        "success": np.full(n, np.nan), "length": np.zeros(n, dtype=np.int64),
+        "terms": {name: np.zeros(n) for name in names},
+    }
+    for i, s in enumerate(summaries):
+        if s is None:
+            continue
+        out["true_return"][i], out["shaped_return"][i], out["length"][i] = s.true_return, s.shaped_return, s.length
+        out["success"][i] = np.nan if s.success is None else float(s.success)
+        for name, value in s.terms.items():
+            out["terms"][name][i] = value
+    return out, mask
