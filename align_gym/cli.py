@@ -29,6 +29,58 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import Grid, load_grid, run_grid
+    from .report import write_report
+    from .wrappers.registry import split_specs
+
+    if args.config:
+        grid = load_grid(args.config)
+    else:
+        if not args.env or not args.shaping:
+            raise SystemExit("align-gym bench: give --env and --shaping, or --config FILE")
+        grid = Grid(envs=split_specs(args.env), shapings=split_specs(args.shaping), agents=split_specs(args.agent),
+                    seeds=list(range(args.seeds)), steps=args.steps, eval_every=args.eval_every,
+                    eval_episodes=args.eval_episodes, n_envs=args.n_envs, success_threshold=args.threshold)
+    run_grid(grid, args.out, jobs=args.jobs, backend=args.backend, address=args.address, progress=not args.quiet)
+    print(write_report(args.out))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    print(write_report(args.dir, threshold=args.threshold))
+    return 0
+
+
+def _cmd_serve_llm(args: argparse.Namespace) -> int:
+    from .llm_rewards.server import serve
+
+    serve(args.model, host=args.host, port=args.port, served_model_name=args.served_model_name)
+    return 0
+
+
+def _cmd_cache(args: argparse.Namespace) -> int:
+    import json
+
+    from .llm_rewards.cache import LLMCache
+
+    cache = LLMCache(args.path) if args.path else LLMCache.default()
+    if args.action == "stats":
+        print(json.dumps(cache.stats(), indent=2, default=str))
+    elif args.action == "export":
+        if not args.file:
+            raise SystemExit("align-gym llm cache export: give the JSONL file to write")
+        cache.export(args.file)
+        print(f"exported {len(cache)} rows from {cache.path} to {args.file}")
+    else:
+        if not args.file:
+            raise SystemExit("align-gym llm cache import: give the JSONL file to read")
+        print(f"imported {cache.import_(args.file)} new rows into {cache.path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="align-gym", description="Sparse-reward tasks and reward shaping for Gymnasium.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -49,6 +101,58 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--jobs", type=int, default=None, help="parallel processes (default: CPU count, at most 6)")
     demo.add_argument("--out", default="align_gym_demo", help="output folder (default ./align_gym_demo)")
     demo.set_defaults(run=_cmd_demo)
+
+    bench = commands.add_parser(
+        "bench", help="run a grid of env x shaping x agent x seeds, scored on the task reward",
+        description="Train every combination of envs, shapings, agents and seeds; evaluate each on the "
+                    "unshaped task; write results.jsonl, summary.md and curves_<env>.png to --out. "
+                    "Lists are comma-separated (commas inside parentheses belong to the spec). "
+                    "Rerunning skips finished cells.",
+        epilog='example: align-gym bench --env Align/KeyDoor-8x8-v0 --shaping "none,pbrs(potential=reference)" '
+               "--agent ppo --seeds 5 --steps 200000 --out results/kd")
+    bench.add_argument("--config", help="a TOML or YAML file describing the grid (instead of the flags below)")
+    bench.add_argument("--env", help="env ids, comma-separated")
+    bench.add_argument("--shaping", help='shaping specs, e.g. "none,pbrs(potential=reference)"')
+    bench.add_argument("--agent", default="ppo", help="ppo, a2c, dqn, sac, maskable_ppo (comma-separated)")
+    bench.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
+    bench.add_argument("--steps", type=int, default=100_000, help="env steps per cell (default 100000)")
+    bench.add_argument("--eval-every", type=int, default=None, help="env steps between evaluations (default steps/20)")
+    bench.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation (default 10)")
+    bench.add_argument("--n-envs", type=int, default=8, help="parallel envs per agent (default 8)")
+    bench.add_argument("--threshold", type=float, default=0.8, help="success rate for 'steps to threshold' (default 0.8)")
+    bench.add_argument("--jobs", type=int, default=None, help="cells run at once (default: CPU count)")
+    bench.add_argument("--backend", choices=["local", "ray"], default="local", help="local processes or Ray tasks")
+    bench.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    bench.add_argument("--out", required=True, help="output folder")
+    bench.add_argument("--quiet", action="store_true", help="no progress bar")
+    bench.set_defaults(run=_cmd_bench)
+
+    report = commands.add_parser("report", help="rebuild summary.md and the plots of a bench folder",
+                                 description="Regenerate summary.md and curves_<env>.png from DIR/results.jsonl.")
+    report.add_argument("dir", help="a bench output folder")
+    report.add_argument("--threshold", type=float, default=None, help="success threshold (default: the grid's)")
+    report.set_defaults(run=_cmd_report)
+
+    serve_llm = commands.add_parser(
+        "serve-llm", help="serve a local model over an OpenAI-compatible HTTP API",
+        description="Load a local model once and serve /v1/models, /v1/chat/completions and /v1/completions "
+                    "(with echo+logprobs for scoring), so several env processes share it through "
+                    "openai:MODEL@http://HOST:PORT/v1. Flags follow `vllm serve`.")
+    serve_llm.add_argument("--model", default="hf:default", help="hf:default or hf:/path/to/model (default hf:default)")
+    serve_llm.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve_llm.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve_llm.add_argument("--served-model-name", default=None, help="model id clients ask for (default: the model's name)")
+    serve_llm.set_defaults(run=_cmd_serve_llm)
+
+    llm = commands.add_parser("llm", help="LLM layer tools (the on-disk cache)", description="LLM layer tools.")
+    llm_commands = llm.add_subparsers(dest="llm_command", metavar="COMMAND", required=True)
+    cache = llm_commands.add_parser("cache", help="inspect, export or import the LLM call cache",
+                                    description="stats: counts and size; export FILE: write every row as JSONL; "
+                                                "import FILE: add the rows of a JSONL export (duplicates ignored).")
+    cache.add_argument("action", choices=["stats", "export", "import"])
+    cache.add_argument("file", nargs="?", help="the JSONL file for export or import")
+    cache.add_argument("--path", default=None, help="cache file (default $ALIGN_GYM_CACHE or ~/.cache/align_gym/llm_cache.sqlite)")
+    cache.set_defaults(run=_cmd_cache)
     return parser
 
 

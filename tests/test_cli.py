@@ -16,7 +16,7 @@ def test_list_prints_every_env_and_shaping():
     assert "pbrs" in shapings and "invariant" in shapings
 
 
-@pytest.mark.parametrize("command", [[], ["list"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["list"], ["demo"], ["bench"], ["report"]])
 def test_help_on_every_command(command):
     assert "usage: align-gym" in run(*command, "--help").stdout
 
@@ -24,5 +24,5 @@ def test_help_on_every_command(command):
 def test_a_tiny_demo_writes_its_table_and_plot(tmp_path):
     out = run("demo", "--steps", "2048", "--seeds", "1", "--jobs", "2", "--out", str(tmp_path)).stdout
     assert "| none |" in out and "| pbrs(potential=reference) |" in out
-    assert (tmp_path / "curves.png").stat().st_size > 1000
+    assert (tmp_path / "curves_Align_KeyDoor-8x8-v0.png").stat().st_size > 1000
     assert "steps to 80% success" in (tmp_path / "summary.md").read_text()

@@ -76,19 +76,19 @@ class ShapingVectorWrapper(VectorWrapper):
     def step(self, actions):
         obs, rewards, terminated, truncated, infos = self.env.step(actions)
         n = self.num_envs
-        env_rewards = np.asarray(infos[ENV_REWARD], dtype=np.float64) if ENV_REWARD in infos else np.asarray(rewards, dtype=np.float64)
-        real = np.flatnonzero(~self._needs_reset)  # next-step autoreset: skip the reset step
-        done = terminated | truncated
-        final_infos = infos.get("final_info", {}) if self.same_step else infos
-        next_obs = [self._final_obs(obs, infos, i, done[i]) for i in range(n)]
-        next_states = [info_item(final_infos if (self.same_step and done[i]) else infos, "state", i, {}) for i in range(n)]
+        done = np.asarray(terminated | truncated, dtype=bool)
+        env_rewards = np.asarray(infos.get(ENV_REWARD, rewards), dtype=np.float64)
+        real = np.flatnonzero(~self._needs_reset)  # next-step autoreset: the reset step is no transition
+        # Where a transition's own info lives: same-step autoreset moves it to info["final_info"].
+        step_infos = [infos["final_info"] if self.same_step and done[i] else infos for i in range(n)]
+        next_states = [info_item(step_infos[i], "state", i, {}) for i in range(n)]
 
         term = np.zeros(n)
         if self.module is not None and len(real):
             batch = TransitionBatch(
                 obs=[self._obs[i] for i in real], actions=[actions[i] for i in real],
-                next_obs=[next_obs[i] for i in real],
-                captions=[info_item(final_infos if (self.same_step and done[i]) else infos, "caption", i, "") for i in real],
+                next_obs=[infos["final_obs"][i] if self.same_step and done[i] else obs[i] for i in real],
+                captions=[info_item(step_infos[i], "caption", i, "") for i in real],
                 states=[self._states[i] for i in real], next_states=[next_states[i] for i in real],
                 env_rewards=env_rewards[real], terminated=np.asarray(terminated)[real],
                 truncated=np.asarray(truncated)[real], episode_ids=self._episode_ids[real].copy(),
@@ -107,27 +107,20 @@ class ShapingVectorWrapper(VectorWrapper):
         for i in real:
             self._tracker.add(i, env_rewards[i], shaped[i], {k: v[i] for k, v in terms.items()})
             if done[i]:
-                success = info_item(final_infos if self.same_step else infos, "success", i)
-                summaries[i] = self._tracker.finish(i, success)
+                summaries[i] = self._tracker.finish(i, info_item(step_infos[i], "success", i))
         if any(s is not None for s in summaries):
             infos[EPISODE_SUMMARY], infos[f"_{EPISODE_SUMMARY}"] = summaries_to_arrays(summaries)
 
-        # What the next step's transitions start from.
-        for i in range(n):
-            if not self.same_step and self._needs_reset[i]:
-                self._start_episode(i)
-            elif self.same_step and done[i]:
-                self._start_episode(i)
+        # What the next step's transitions start from. With next-step autoreset an episode starts
+        # on the reset step (now, for envs that ended last step); with same-step, right away.
+        starting = done if self.same_step else self._needs_reset
+        for i in np.flatnonzero(starting):
+            self._start_episode(i)
         self._obs = obs.copy() if isinstance(obs, np.ndarray) else list(obs)
-        self._states = [info_item(infos, "state", i, {}) for i in range(n)]
-        if not self.same_step:
-            self._needs_reset = np.asarray(done, dtype=bool).copy()
+        self._states = [next_states[i] if not (self.same_step and done[i]) else info_item(infos, "state", i, {})
+                        for i in range(n)]
+        self._needs_reset = np.zeros(n, dtype=bool) if self.same_step else done
         return obs, shaped, terminated, truncated, infos
-
-    def _final_obs(self, obs: Any, infos: dict[str, Any], index: int, done: bool) -> Any:
-        if self.same_step and done:
-            return infos["final_obs"][index]
-        return obs[index]
 
 
 class PotentialShapingVector(ShapingVectorWrapper):
