@@ -13,7 +13,7 @@ from .report import write_report
 
 DEMO_ENV = "Align/KeyDoor-8x8-v0"
 DEMO_SHAPINGS = ["none", "pbrs(potential=reference)"]
-DEMO_STEPS = 250_000
+DEMO_STEPS = 150_000
 
 
 def demo_grid(steps: int | None = None, seeds: int = 3) -> Grid:

@@ -16,7 +16,7 @@ def test_list_prints_every_env_and_shaping():
     assert "pbrs" in shapings and "invariant" in shapings
 
 
-@pytest.mark.parametrize("command", [[], ["list"], ["demo"], ["bench"], ["report"]])
+@pytest.mark.parametrize("command", [[], ["list"], ["demo"], ["bench"], ["report"], ["serve-llm"], ["llm", "cache"]])
 def test_help_on_every_command(command):
     assert "usage: align-gym" in run(*command, "--help").stdout
 
@@ -26,3 +26,19 @@ def test_a_tiny_demo_writes_its_table_and_plot(tmp_path):
     assert "| none |" in out and "| pbrs(potential=reference) |" in out
     assert (tmp_path / "curves_Align_KeyDoor-8x8-v0.png").stat().st_size > 1000
     assert "steps to 80% success" in (tmp_path / "summary.md").read_text()
+
+
+def test_llm_cache_stats_export_import_on_a_real_file(tmp_path):
+    from align_gym.llm_rewards.cache import LLMCache, cache_key
+
+    source = tmp_path / "a.sqlite"
+    cache = LLMCache(source)
+    for i in range(3):
+        fields = {"backend": "hf", "model": "m", "template": "t", "template_version": 1, "prompt": f"p{i}", "params": {}}
+        cache.put(cache_key(**fields), [f"answer {i}"], **fields)
+    cache.close()
+    assert '"rows": 3' in run("llm", "cache", "stats", "--path", str(source)).stdout
+    run("llm", "cache", "export", str(tmp_path / "rows.jsonl"), "--path", str(source))
+    out = run("llm", "cache", "import", str(tmp_path / "rows.jsonl"), "--path", str(tmp_path / "b.sqlite")).stdout
+    assert "imported 3 new rows" in out
+    assert len(LLMCache(tmp_path / "b.sqlite")) == 3

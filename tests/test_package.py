@@ -15,7 +15,8 @@ def test_wheel_contains_every_subpackage(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for module in ("align_gym/__init__.py", "align_gym/cli.py", "align_gym/py.typed",
                    "align_gym/envs/keydoor.py", "align_gym/wrappers/potential.py",
-                   "align_gym/agents/sb3.py", "align_gym/llm_rewards/__init__.py"):
+                   "align_gym/agents/sb3.py", "align_gym/llm_rewards/__init__.py",
+                   "align_gym/llm_rewards/clients/base.py", "align_gym/llm_rewards/prompts/motif_pair.toml"):
         assert module in names, f"{module} missing from {wheel.name}"
     assert not any(name.startswith(("tests/", "envs/", "wrappers/")) for name in names)
 

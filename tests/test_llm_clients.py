@@ -1,0 +1,232 @@
+"""The LLM clients with real parts: the embedded model, a real HTTP server on 127.0.0.1."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import numpy as np
+import pytest
+
+from align_gym.llm_rewards.cache import CacheMiss, LLMCache
+from align_gym.llm_rewards.clients import get_client, parse_client_spec, total_logprob
+from align_gym.llm_rewards.clients.cached import CachedClient
+from align_gym.llm_rewards.clients.openai_backend import LLMServerError, OpenAIClient
+
+FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_chat_templated_generation(embedded):
+    [[answer]] = embedded.generate([FRANCE], max_tokens=16)
+    assert "Paris" in answer
+
+
+def test_batched_generation_with_stop_and_seeded_sampling(embedded):
+    outputs = embedded.generate([FRANCE, "1, 2, 3, 4,"], max_tokens=12, stop=["8"])
+    assert len(outputs) == 2 and "Paris" in outputs[0][0]
+    assert "8" not in outputs[1][0] and outputs[1][0].strip().startswith("5")
+    first = embedded.generate(["Once upon a time"], max_tokens=8, temperature=1.0, n=3, seed=7)
+    again = embedded.generate(["Once upon a time"], max_tokens=8, temperature=1.0, n=3, seed=7)
+    assert first == again and len(first[0]) == 3 and len(set(first[0])) > 1
+
+
+def test_batched_scoring_in_one_pass_matches_one_by_one(embedded):
+    prompts = ["The capital of France is", "The capital of France is", "Two plus two equals"]
+    continuations = [" Paris", " a banana split", " four"]
+    calls = embedded.usage.calls
+    batched = embedded.score(prompts, continuations)
+    assert embedded.usage.calls == calls + 1  # one forward pass for all rows
+    single = [embedded.score([p], [c])[0] for p, c in zip(prompts, continuations)]
+    for b, s, c in zip(batched, single, continuations):
+        assert len(b) == len(embedded.tokenizer(c, add_special_tokens=False)["input_ids"])
+        np.testing.assert_allclose(b, s, atol=0.15)  # bf16 and padding: close, not bitwise
+    assert total_logprob(batched[0]) > total_logprob(batched[1]) + 5
+
+
+def test_bad_inputs_are_refused(embedded):
+    with pytest.raises(ValueError, match="continuations"):
+        embedded.score(["a"], ["b", "c"])
+    with pytest.raises(ValueError, match="temperature > 0"):
+        embedded.generate(["a"], n=2)
+
+
+@pytest.mark.parametrize("spec", ["gpt", "openai:model", "openai:m@ftp://x", "hf:", "claude:x"])
+def test_bad_specs_say_what_a_spec_looks_like(spec):
+    with pytest.raises(ValueError, match=r"bad LLM spec .*(hf:default|MODEL@BASE_URL)"):
+        parse_client_spec(spec)
+
+
+def test_missing_model_folder_is_named():
+    with pytest.raises(FileNotFoundError, match="no model at"):
+        get_client("hf:/nonexistent/model", cache=None)
+
+
+def test_cached_client_calls_the_backend_once_and_replays(embedded, tmp_path):
+    cache = LLMCache(tmp_path / "cache.sqlite")
+    client = CachedClient(embedded, cache)
+    first = client.generate([FRANCE, "1, 2, 3,"], max_tokens=6, template="test@v1")
+    calls = embedded.usage.calls
+    assert client.generate([FRANCE, "1, 2, 3,"], max_tokens=6, template="test@v1") == first
+    assert embedded.usage.calls == calls and client.usage.cache_hits >= 2
+    client.generate([FRANCE], max_tokens=6, template="test@v2")  # a new template version misses
+    assert embedded.usage.calls == calls + 1
+    replay = CachedClient(embedded, LLMCache(tmp_path / "cache.sqlite", mode="replay"))
+    assert replay.generate([FRANCE, "1, 2, 3,"], max_tokens=6, template="test@v1") == first
+    with pytest.raises(CacheMiss):
+        replay.generate(["a prompt never seen"], max_tokens=6, template="test@v1")
+
+
+@pytest.fixture(scope="module")
+def served_model(embedded):
+    """`align-gym serve-llm` as a user starts it, on a free port of 127.0.0.1."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "align_gym.cli", "serve-llm", "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/models", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.5)
+        if process.poll() is not None:
+            pytest.fail(f"serve-llm exited: {process.stdout.read()}")
+    yield url
+    process.terminate()
+    process.wait(10)
+
+
+def test_official_openai_client_works_against_serve_llm(served_model):
+    import openai
+
+    client = openai.OpenAI(base_url=served_model, api_key="unused")
+    [model] = client.models.list().data
+    chat = client.chat.completions.create(model=model.id, messages=FRANCE, max_tokens=16, temperature=0)
+    assert "Paris" in chat.choices[0].message.content and chat.usage.completion_tokens > 0
+    text = client.completions.create(model=model.id, prompt="1, 2, 3,", max_tokens=6, temperature=0)
+    assert text.choices[0].text.strip().startswith("4")
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="no-such-model", messages=FRANCE, max_tokens=4)
+
+
+def test_openai_backend_generates_and_scores_like_the_local_model(served_model, embedded):
+    client = get_client(f"openai:SmolLM2-135M-Instruct@{served_model}", cache=None)
+    [[answer]] = client.generate([FRANCE], max_tokens=16)
+    assert "Paris" in answer
+    remote = client.score(["The capital of France is"] * 2, [" Paris", " a banana split"])
+    local = embedded.score(["The capital of France is"] * 2, [" Paris", " a banana split"])
+    for r, loc in zip(remote, local):
+        assert len(r) == len(loc)
+        np.testing.assert_allclose(r, loc, atol=0.15)
+
+
+class FlakyServer:
+    """A fake OpenAI-compatible server for error paths only: it fails ``failures`` times with
+    ``status`` (or stalls ``stall`` seconds), then answers a fixed completion."""
+
+    def __init__(self, failures: int, status: int = 500, stall: float = 0.0):
+        self.failures, self.status, self.stall, self.requests = failures, status, stall, 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.requests += 1
+                if outer.requests <= outer.failures:
+                    if outer.stall:
+                        time.sleep(outer.stall)
+                    self.send_response(outer.status)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"{}")
+                    return
+                body = json.dumps({"choices": [{"index": 0, "text": "fake answer"}], "usage": {}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+def test_retries_with_backoff_on_500_then_succeeds():
+    server = FlakyServer(failures=3, status=500)
+    client = OpenAIClient("fake", server.url, backoff=0.01, max_retries=5)
+    assert client.generate(["hi"], max_tokens=4) == [["fake answer"]]
+    assert server.requests == 4 and client.usage.retries == 3
+    server.close()
+
+
+def test_gives_up_after_max_retries_and_does_not_retry_a_400():
+    server = FlakyServer(failures=100, status=503)
+    client = OpenAIClient("fake", server.url, backoff=0.01, max_retries=2)
+    with pytest.raises(LLMServerError, match="503"):
+        client.generate(["hi"])
+    assert server.requests == 3
+    bad = FlakyServer(failures=100, status=400)
+    with pytest.raises(LLMServerError, match="400"):
+        OpenAIClient("fake", bad.url, backoff=0.01).generate(["hi"])
+    assert bad.requests == 1
+    server.close()
+    bad.close()
+
+
+def test_a_stalled_request_times_out_and_is_retried():
+    server = FlakyServer(failures=1, stall=2.0)
+    client = OpenAIClient("fake", server.url, timeout=0.5, backoff=0.01, max_retries=3)
+    assert client.generate(["hi"]) == [["fake answer"]]
+    assert client.usage.retries >= 1
+    server.close()
+
+
+def test_api_key_comes_from_the_environment_and_is_sent(monkeypatch):
+    seen = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            seen["auth"] = self.headers.get("Authorization")
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            body = json.dumps({"choices": [{"index": 0, "text": "ok"}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("MY_KEY", "secret-123")
+    client = OpenAIClient("fake", f"http://127.0.0.1:{server.server_address[1]}/v1", api_key_env="MY_KEY")
+    client.generate(["hi"])
+    assert seen["auth"] == "Bearer secret-123"
+    assert "secret-123" not in repr(client.describe())
+    server.shutdown()
+
+
+def test_vllm_backend_says_how_to_get_it():
+    if os.environ.get("ALIGN_GYM_HAS_VLLM"):
+        pytest.skip("vLLM is installed here")
+    with pytest.raises(ImportError, match="openai:MODEL@URL"):
+        get_client("vllm:some/model", cache=None)
