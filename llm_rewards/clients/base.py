@@ -88,6 +88,13 @@ def mean_logprob(token_logprobs: Sequence[float]) -> float:
     return float(sum(token_logprobs) / max(len(token_logprobs), 1))
 
 
+def render_prompt(tokenizer: Any, prompt: Prompt) -> str:
+    """The text a local model sees: chat messages through its chat template, strings as they are."""
+    if isinstance(prompt, str):
+        return prompt
+    return tokenizer.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
+
+
 def check_sampling(max_tokens: int, temperature: float, n: int) -> None:
     if max_tokens < 0:
         raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")

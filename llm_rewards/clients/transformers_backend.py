@@ -22,7 +22,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from .base import LLMClient, Prompt, check_sampling, cut_at_stop
+from .base import LLMClient, Prompt, check_sampling, cut_at_stop, render_prompt
 
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_NAME = "SmolLM2-135M-Instruct"
@@ -96,10 +96,7 @@ class TransformersClient(LLMClient):
         self._lock = threading.Lock()  # one forward pass at a time: torch already uses every core
 
     def render(self, prompt: Prompt) -> str:
-        """The text the model sees: chat messages through the chat template, strings as they are."""
-        if isinstance(prompt, str):
-            return prompt
-        return self.tokenizer.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
+        return render_prompt(self.tokenizer, prompt)
 
     def generate(self, prompts: Sequence[Prompt], *, max_tokens: int = 64, temperature: float = 0.0, n: int = 1,
                  stop: Sequence[str] | None = None, seed: int | None = None) -> list[list[str]]:

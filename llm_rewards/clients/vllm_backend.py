@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .base import LLMClient, Prompt, check_sampling
+from .base import LLMClient, Prompt, check_sampling, render_prompt
 
 
 class VLLMClient(LLMClient):
@@ -30,9 +30,7 @@ class VLLMClient(LLMClient):
         self.tokenizer = self.engine.get_tokenizer()
 
     def render(self, prompt: Prompt) -> str:
-        if isinstance(prompt, str):
-            return prompt
-        return self.tokenizer.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
+        return render_prompt(self.tokenizer, prompt)
 
     def generate(self, prompts: Sequence[Prompt], *, max_tokens: int = 64, temperature: float = 0.0, n: int = 1,
                  stop: Sequence[str] | None = None, seed: int | None = None) -> list[list[str]]:
