@@ -82,9 +82,8 @@ def test_values_are_inserted_verbatim():
     t = load_template("rate_number")
     text = t.render(task="Collect $5 and {gold}.", caption="You find $$ ${caption} $task.")
     assert "Collect $5 and {gold}." in text and "You find $$ ${caption} $task." in text
-    # the motif prompt's JSON braces survive (string.Template, not str.format)
-    motif = load_template("motif_pair").render(**FIELDS["motif_pair"])
-    assert '{\n"description_1":\n"You pick up the key."\n}' in motif
+    # braces in a rendered prompt survive (string.Template, not str.format)
+    assert "{gold}" in text
 
 
 def test_defaults_can_be_overridden():
@@ -101,14 +100,14 @@ def test_defaults_can_be_overridden():
 def test_motif_pair_asks_for_analysis_and_best_description():
     t = load_template("motif_pair")
     text = t.render(**FIELDS["motif_pair"])
-    assert "analysis" in text and '("best_description": None)' in text
+    assert "analyse each account" in text and '("best_description": None)' in text
     assert parse_choice('Analysis...\n("best_description": 1)', ["1", "2", "None"], key="best_description") == "1"
 
 
 def test_oni_label_has_definition_examples_and_fixed_tokens():
     text = load_template("oni_label").render(**FIELDS["oni_label"])
     assert "FOO" in text and "BAR" in text and "<label>" in text and "Example 1" in text
-    assert "Helpful here does not mean" in text
+    assert "counts as helpful when the event it reports moves the agent closer" in text
     # the format line itself is not an answer: both tokens in one label
     with pytest.raises(ParseError):
         parse_label("<label> [FOO or BAR] </label>")
