@@ -170,6 +170,14 @@ class KeyDoorEnv(AlignEnv):
         self.door_open = True
         return "You unlock the door with the key."
 
+    def action_masks(self) -> np.ndarray:
+        """Which actions can do something here, for sb3-contrib's MaskablePPO: moves always (a
+        bump is a move), pickup only on the key, toggle only beside the locked door."""
+        mask = np.ones(6, dtype=bool)
+        mask[PICKUP] = self.agent == self.key and not self.has_key
+        mask[TOGGLE] = not self.door_open and _manhattan(*self.agent, *self.door) == 1
+        return mask
+
     def _obs(self) -> np.ndarray:
         # Offsets to the key, door and goal rather than their absolute cells: what the agent must
         # compute to act, so a small MLP policy need not learn the subtraction.

@@ -82,3 +82,17 @@ def test_render_is_an_image():
     env.reset(seed=0)
     frame = env.render()
     assert frame.dtype == np.uint8 and frame.shape == (96, 96, 3)
+
+
+def test_action_masks_allow_pickup_on_the_key_and_toggle_beside_the_door():
+    env = gym.make("Align/KeyDoor-5x5-v0")
+    env.reset(seed=0)
+    base = env.unwrapped
+    base.agent = base.key
+    assert base.action_masks()[:5].all()  # four moves and pickup
+    env.step(PICKUP)
+    assert not base.action_masks()[PICKUP]
+    base.agent = (base.door[0] - 1, base.door[1])
+    assert base.action_masks()[TOGGLE]
+    env.step(TOGGLE)
+    assert not base.action_masks()[TOGGLE]

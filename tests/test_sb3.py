@@ -62,3 +62,10 @@ def test_ppo_with_the_reference_potential_learns_keydoor_5x5():
                          eval_every=24_000, eval_episodes=20, hyperparams=hyper))
     assert rows[0]["success_rate"] < 0.5  # it starts out unable
     assert rows[-1]["success_rate"] >= 0.9, rows
+
+
+def test_maskable_ppo_trains_and_evaluates_with_the_env_masks():
+    pytest.importorskip("sb3_contrib")
+    rows = run_cell(Cell("Align/KeyDoor-5x5-v0", "pbrs(potential=reference)", "maskable_ppo", seed=0, steps=2048,
+                         eval_every=1024, eval_episodes=3, n_envs=4, hyperparams={"n_steps": 128, "gamma": 0.99}))
+    assert rows[-1]["step"] >= 2048 and 0.0 <= rows[-1]["success_rate"] <= 1.0
