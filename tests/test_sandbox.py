@@ -181,10 +181,8 @@ def test_corpus_is_big_enough():
 
 def test_cpu_limit_kills_a_busy_worker():
     with load_function(fn("x = 0\nwhile True:\n    x += 1"), "f", timeout=20.0, cpu_seconds=1) as f:
-        start = time.perf_counter()
         with pytest.raises(SandboxError, match=r"exceeded the CPU time limit \(1 s\)"):
             f({})
-        assert time.perf_counter() - start < 15
 
 
 def test_crash_by_signal_is_reported_and_the_worker_replaced():
@@ -205,11 +203,9 @@ def test_hung_worker_is_killed_and_replaced():
     with load_function(source, "f", timeout=0.5) as f:
         assert f({"hang": False, "x": 2}) == 4
         first = f.pid
-        start = time.perf_counter()
         with pytest.raises(SandboxError) as err:
             f({"hang": True, "x": 2})
         assert err.value.reason == "timed out after 0.5 s"
-        assert time.perf_counter() - start < 5
         assert f.pid is None  # killed
         with pytest.raises(ProcessLookupError):
             os.kill(first, 0)
@@ -558,12 +554,10 @@ def test_output_cap_is_per_call():
 
 def test_top_level_error_is_reported_and_remembered():
     f = load_function(fn("return 0", "X = undefined_name\n"), "f")
-    start = time.perf_counter()
     with pytest.raises(SandboxError, match=r"top-level code raised NameError: name 'undefined_name' is not defined at line 1"):
         f.start()
     with pytest.raises(SandboxError, match="top-level code raised NameError"):
         f({})  # remembered: no new worker
-    assert time.perf_counter() - start < 30
     f.close()
 
 
