@@ -10,6 +10,7 @@ Scores always come from ``info["env_reward"]`` (the task's own reward), never th
 
 from __future__ import annotations
 
+import inspect
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,7 +98,8 @@ def evaluate(model: BaseAlgorithm, env_id: str, n_episodes: int = 10, seed: int 
     returns, lengths = np.zeros(n_episodes), np.zeros(n_episodes, dtype=int)
     successes = np.zeros(n_episodes, dtype=bool)
     running = list(range(n_episodes))
-    masked = hasattr(envs[0].unwrapped, "action_masks")
+    # Masks go to agents that take them (MaskablePPO); plain SB3 agents ignore the env's masks.
+    masked = hasattr(envs[0].unwrapped, "action_masks") and "action_masks" in inspect.signature(model.predict).parameters
     while running:
         kwargs = {"action_masks": np.stack([envs[k].unwrapped.action_masks() for k in running])} if masked else {}
         actions, _ = model.predict(np.stack([obs[k] for k in running]), deterministic=deterministic, **kwargs)

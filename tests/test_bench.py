@@ -45,6 +45,7 @@ def test_resume_after_the_bench_is_killed(tmp_path):
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
     while len(read_results(out)) < 2 and time.time() < deadline:
+        assert process.poll() is None, "the bench exited before it could be killed"
         time.sleep(0.2)
     os.killpg(process.pid, signal.SIGKILL)  # the bench and its workers, mid-run
     process.wait()
