@@ -4,6 +4,11 @@ A spec is a registered name with keyword arguments, e.g. ``none``, ``pbrs(potent
 or ``pbrs(potential=distance, scale=0.5)``. Values are parsed as bool, int, float or else kept as
 strings (quotes optional). Several specs are separated by commas outside parentheses.
 Adding a method is one :func:`register_shaping` call next to its module, never an ``elif``.
+
+>>> split_specs("none,pbrs(potential=reference, scale=2)")
+['none', 'pbrs(potential=reference, scale=2)']
+>>> parse_spec("pbrs(potential=reference, scale=0.5)")
+ShapingSpec(name='pbrs', kwargs={'potential': 'reference', 'scale': 0.5})
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ class ShapingVecEnvWrapper(VecEnvWrapper):
     >>> venv = ShapingVecEnvWrapper(make_vec_env("CartPole-v1", n_envs=2), module=None)
     >>> _ = venv.reset()
     >>> _, rewards, _, infos = venv.step(np.array([0, 1]))
-    >>> rewards[0] == infos[0]["env_reward"]
+    >>> bool(rewards[0] == infos[0]["env_reward"])
     True
     """
 

@@ -1,0 +1,20 @@
+"""Every runnable example in the public modules' docstrings runs and shows what it says."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "align_gym", "align_gym.wrappers.core", "align_gym.wrappers.potential", "align_gym.wrappers.vector",
+    "align_gym.wrappers.sb3", "align_gym.wrappers.registry", "align_gym.agents.sb3", "align_gym.envs.keydoor",
+    "align_gym.envs.mountaincar", "align_gym.envs.pointmaze", "align_gym.envs.deepsea",
+    "align_gym.llm_rewards.annotator", "align_gym.llm_rewards.cache", "align_gym.llm_rewards.parsing",
+    "align_gym.llm_rewards.prompts", "align_gym.llm_rewards.sandbox",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples_run(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
