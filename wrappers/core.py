@@ -72,14 +72,12 @@ class ShapingWrapper(gym.Wrapper):
         self.module = module
         self._name = None if module is None else module.name
         self._tracker = EpisodeTracker(1)
-        self._episode_id = -1
         self._obs: Any = None
         self._state: dict[str, Any] = {}
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
         self._obs, self._state = obs, info.get("state", {})
-        self._episode_id += 1
         self._tracker.restart(0)
         return obs, info
 
@@ -91,7 +89,7 @@ class ShapingWrapper(gym.Wrapper):
             batch = TransitionBatch(
                 obs=[self._obs], actions=[action], next_obs=[obs], captions=[info.get("caption", "")],
                 states=[self._state], next_states=[state], env_rewards=[info.get(ENV_REWARD, reward)],
-                terminated=[terminated], truncated=[truncated], episode_ids=[self._episode_id],
+                terminated=[terminated], truncated=[truncated], episode_ids=[self._tracker.episode_ids[0]],
             )
             term = float(self.module.reward(batch)[0])
         shaped = record_terms(info, reward, self._name, term)

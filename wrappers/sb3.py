@@ -32,9 +32,8 @@ class ShapingVecEnvWrapper(VecEnvWrapper):
         super().__init__(venv)
         self.module = module
         n = venv.num_envs
+        self._name = None if module is None else module.name
         self._tracker = EpisodeTracker(n)
-        self._episode_ids = np.arange(n)
-        self._next_episode_id = n
         self._obs: Any = None
         self._states: list[dict[str, Any]] = [{} for _ in range(n)]
         self._actions: Any = None
@@ -68,19 +67,16 @@ class ShapingVecEnvWrapper(VecEnvWrapper):
                 obs=[_row(self._obs, i) for i in range(n)], actions=list(self._actions), next_obs=next_obs,
                 captions=[info.get("caption", "") for info in infos], states=self._states,
                 next_states=[info.get("state", {}) for info in infos], env_rewards=env_rewards,
-                terminated=terminated, truncated=truncated, episode_ids=self._episode_ids.copy(),
+                terminated=terminated, truncated=truncated, episode_ids=self._tracker.episode_ids.copy(),
             )
             term = np.asarray(self.module.reward(batch), dtype=np.float64)
-        name = getattr(self.module, "name", None)
-        shaped = np.array([record_terms(infos[i], rewards[i], name, term[i]) for i in range(n)], dtype=np.float32)
+        shaped = np.array([record_terms(infos[i], rewards[i], self._name, term[i]) for i in range(n)], dtype=np.float32)
 
         reset_states = self._reset_states() if dones.any() else None
         for i in range(n):
             self._tracker.add(i, infos[i][ENV_REWARD], shaped[i], infos[i]["reward_terms"])
             if dones[i]:
                 infos[i][EPISODE_SUMMARY] = self._tracker.finish(i, infos[i].get("success")).as_dict()
-                self._episode_ids[i] = self._next_episode_id
-                self._next_episode_id += 1
                 self._states[i] = reset_states[i]
             else:
                 self._states[i] = infos[i].get("state", {})

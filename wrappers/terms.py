@@ -42,13 +42,19 @@ class EpisodeSummary:
 
 
 class EpisodeTracker:
-    """Running sums of the current episode of each of ``n_envs`` sub-envs."""
+    """Running sums of the current episode of each of ``n_envs`` sub-envs, and its id
+    (``episode_ids[i]``, unique over the tracker's life: reward modules key per-episode state by it)."""
 
     def __init__(self, n_envs: int):
         self._current = [EpisodeSummary() for _ in range(n_envs)]
+        self.episode_ids = np.arange(n_envs)
+        self._next_id = n_envs
 
     def restart(self, index: int) -> None:
+        """Start a fresh episode, with a new id, in sub-env ``index``."""
         self._current[index] = EpisodeSummary()
+        self.episode_ids[index] = self._next_id
+        self._next_id += 1
 
     def add(self, index: int, env_reward: float, shaped_reward: float, terms: dict[str, float]) -> None:
         episode = self._current[index]
@@ -70,16 +76,19 @@ def record_terms(info: dict[str, Any], reward: float, name: str | None, term: fl
     """Write one layer's term into ``info`` (in place) and return the reward it passes on."""
     if ENV_REWARD not in info:
         info[ENV_REWARD] = float(reward)
-    inner = info.get(REWARD_TERMS)
-    terms = dict(inner) if inner else {}
-    if name is None:
-        info[REWARD_TERMS] = terms
-        return float(reward)
-    if name in terms:
-        raise ValueError(f"two shaping layers are both named {name!r}: give one of them another name=")
-    terms[name] = float(term)
-    info[REWARD_TERMS] = terms
-    return float(reward) + float(term)
+    info[REWARD_TERMS] = with_term(info.get(REWARD_TERMS), name, float(term))
+    return float(reward) if name is None else float(reward) + float(term)
+
+
+def with_term(terms: dict[str, Any] | None, name: str | None, value: Any) -> dict[str, Any]:
+    """A copy of the inner layers' ``terms`` with this layer's ``value`` added under ``name``
+    (nothing added for ``name=None``, the no-shaping layer). Two layers may not share a name."""
+    out = dict(terms) if terms else {}
+    if name is not None:
+        if name in out:
+            raise ValueError(f"two shaping layers are both named {name!r}: give one of them another name=")
+        out[name] = value
+    return out
 
 
 def summaries_to_arrays(summaries: list[EpisodeSummary | None]) -> tuple[dict[str, Any], np.ndarray]:

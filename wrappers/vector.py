@@ -15,7 +15,14 @@ from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
 from .core import RewardModule, TransitionBatch
 from .potential import make_potential_reward
-from .terms import ENV_REWARD, EPISODE_SUMMARY, REWARD_TERMS, EpisodeTracker, summaries_to_arrays
+from .terms import (
+    ENV_REWARD,
+    EPISODE_SUMMARY,
+    REWARD_TERMS,
+    EpisodeTracker,
+    summaries_to_arrays,
+    with_term,
+)
 
 
 def _python(value: Any) -> Any:
@@ -53,8 +60,6 @@ class ShapingVectorWrapper(VectorWrapper):
         n = env.num_envs
         self._tracker = EpisodeTracker(n)
         self._needs_reset = np.zeros(n, dtype=bool)
-        self._episode_ids = np.arange(n)
-        self._next_episode_id = n
         self._obs: Any = None
         self._states: list[dict[str, Any]] = [{} for _ in range(n)]
 
@@ -65,13 +70,8 @@ class ShapingVectorWrapper(VectorWrapper):
         self._states = [info_item(infos, "state", i, {}) for i in range(n)]
         self._needs_reset[:] = False
         for i in range(n):
-            self._start_episode(i)
+            self._tracker.restart(i)
         return obs, infos
-
-    def _start_episode(self, index: int) -> None:
-        self._episode_ids[index] = self._next_episode_id
-        self._next_episode_id += 1
-        self._tracker.restart(index)
 
     def step(self, actions):
         obs, rewards, terminated, truncated, infos = self.env.step(actions)
@@ -91,16 +91,12 @@ class ShapingVectorWrapper(VectorWrapper):
                 captions=[info_item(step_infos[i], "caption", i, "") for i in real],
                 states=[self._states[i] for i in real], next_states=[next_states[i] for i in real],
                 env_rewards=env_rewards[real], terminated=np.asarray(terminated)[real],
-                truncated=np.asarray(truncated)[real], episode_ids=self._episode_ids[real].copy(),
+                truncated=np.asarray(truncated)[real], episode_ids=self._tracker.episode_ids[real].copy(),
             )
             term[real] = self.module.reward(batch)
         shaped = np.asarray(rewards, dtype=np.float64) + term
         infos[ENV_REWARD] = env_rewards
-        terms = dict(infos.get(REWARD_TERMS, {}))
-        if self.module is not None:
-            if self.module.name in terms:
-                raise ValueError(f"two shaping layers are both named {self.module.name!r}: give one another name=")
-            terms[self.module.name] = term
+        terms = with_term(infos.get(REWARD_TERMS), None if self.module is None else self.module.name, term)
         infos[REWARD_TERMS] = terms
 
         summaries: list = [None] * n
@@ -111,11 +107,8 @@ class ShapingVectorWrapper(VectorWrapper):
         if any(s is not None for s in summaries):
             infos[EPISODE_SUMMARY], infos[f"_{EPISODE_SUMMARY}"] = summaries_to_arrays(summaries)
 
-        # What the next step's transitions start from. With next-step autoreset an episode starts
-        # on the reset step (now, for envs that ended last step); with same-step, right away.
-        starting = done if self.same_step else self._needs_reset
-        for i in np.flatnonzero(starting):
-            self._start_episode(i)
+        # What the next step's transitions start from (finish() already gave ended envs a new
+        # episode id; with next-step autoreset the reset step itself is skipped above).
         self._obs = obs.copy() if isinstance(obs, np.ndarray) else list(obs)
         self._states = [next_states[i] if not (self.same_step and done[i]) else info_item(infos, "state", i, {})
                         for i in range(n)]
