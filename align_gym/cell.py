@@ -30,10 +30,6 @@ class Cell:
     n_envs: int = 8
     hyperparams: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def key(self) -> str:
-        return f"{self.env_id}|{self.shaping}|{self.agent}|{self.seed}"
-
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
