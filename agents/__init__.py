@@ -1,5 +1,19 @@
 """Agents: Stable-Baselines3 helpers (and, later, token-level LLM agents)."""
 
-from .sb3 import Evaluation, RewardTermsCallback, TaskEvalCallback, evaluate, make_vec_env
+from .sb3 import (
+    Evaluation,
+    RewardTermsCallback,
+    ShapingCheckpointCallback,
+    TaskEvalCallback,
+    env_seeds,
+    evaluate,
+    load_checkpoint,
+    load_reward_modules,
+    make_vec_env,
+    reward_modules_path,
+    save_checkpoint,
+)
 
-__all__ = ["Evaluation", "RewardTermsCallback", "TaskEvalCallback", "evaluate", "make_vec_env"]
+__all__ = ["Evaluation", "RewardTermsCallback", "ShapingCheckpointCallback", "TaskEvalCallback", "env_seeds",
+           "evaluate", "load_checkpoint", "load_reward_modules", "make_vec_env", "reward_modules_path",
+           "save_checkpoint"]

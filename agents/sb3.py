@@ -1,4 +1,5 @@
-"""Stable-Baselines3 helpers: shaped vector envs, true-return logging, evaluation on the task.
+"""Stable-Baselines3 helpers: shaped vector envs, true-return logging, the reward modules'
+lifecycle (updates at rollout end, state saved beside checkpoints), evaluation on the task.
 
 Scores always come from ``info["env_reward"]`` (the task's own reward), never the shaped one.
 
@@ -11,51 +12,99 @@ Scores always come from ``info["env_reward"]`` (the task's own reward), never th
 from __future__ import annotations
 
 import inspect
+import pickle
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
+from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 import align_gym  # noqa: F401  (registers the Align/ ids)
 
-from ..wrappers.registry import ShapingSpec, shape_vec_env
+from ..wrappers.core import load_reward_module_states, reward_module_states, shaping_layers
+from ..wrappers.registry import shape_vec_env
 from ..wrappers.terms import EPISODE_SUMMARY
 
 
+def env_seeds(seed: int | np.random.SeedSequence, n: int) -> list[int]:
+    """``n`` seeds drawn from ``SeedSequence(seed)``: the sub-env seeds of a run seeded ``seed``.
+
+    Runs seeded ``s`` and ``s + 1`` share none of them (seeding sub-envs ``s .. s + n - 1`` would
+    give them ``n - 1`` env streams in common).
+
+    >>> env_seeds(0, 3) == env_seeds(0, 3) and not set(env_seeds(0, 3)) & set(env_seeds(1, 3))
+    True
+    """
+    sequence = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    return [int(s) for s in sequence.generate_state(n)]
+
+
+def _seeded_env_factory(env_id: str | Callable[..., gym.Env], seed: int, env_kwargs: dict[str, Any]) -> Callable[[], gym.Env]:
+    def make() -> gym.Env:
+        env = gym.make(env_id, **env_kwargs) if isinstance(env_id, str) else env_id(**env_kwargs)
+        # A seeded reset fixes the env's stream; SB3's own first reset (seed=None) continues it.
+        env.reset(seed=seed)
+        env.action_space.seed(seed)
+        return Monitor(env)
+
+    return make
+
+
 def make_vec_env(
-    env_id: str | Callable[[], gym.Env],
+    env_id: str | Callable[..., gym.Env],
     n_envs: int = 8,
-    shaping: str | ShapingSpec | None = None,
+    shaping: str | None = None,
     *,
     gamma: float | None = None,
-    seed: int = 0,
+    seed: int | np.random.SeedSequence = 0,
     vec_env_cls: type[VecEnv] = DummyVecEnv,
     env_kwargs: dict[str, Any] | None = None,
 ) -> VecEnv:
     """An SB3 VecEnv of ``n_envs`` copies of ``env_id`` with ``shaping`` applied once per vector step.
 
-    ``shaping`` is a spec (``"pbrs(potential=reference)"``; ``None`` means ``"none"``) and
-    ``gamma`` must be the discount the agent uses: pass the same value to both.
-    Every step's info keeps ``env_reward``, ``reward_terms`` and, at episode end, ``episode_summary``.
+    ``shaping`` is a spec (``"pbrs(potential=reference)"``, ``"pbrs(potential=reference)+pbrs(potential=distance, name=d)"``;
+    ``None`` means ``"none"``) and ``gamma`` must be the discount the agent uses: pass the same
+    value to both. Sub-env ``i`` is seeded with ``env_seeds(seed, n_envs)[i]``; each is wrapped in
+    SB3's ``Monitor``. Every step's info keeps ``env_reward``, ``reward_terms`` and, at episode
+    end, ``episode_summary``.
     """
-    venv = sb3_make_vec_env(env_id, n_envs=n_envs, seed=seed, vec_env_cls=vec_env_cls, env_kwargs=env_kwargs)
+    seeds = env_seeds(seed, n_envs)
+    venv = vec_env_cls([_seeded_env_factory(env_id, s, env_kwargs or {}) for s in seeds])
     return shape_vec_env(venv, shaping or "none", gamma=gamma)
 
 
 class RewardTermsCallback(BaseCallback):
     """Logs the true return, success rate, shaped return and every reward term to SB3's logger
-    (means over the last ``window`` episodes, under ``align/``)."""
+    (means over the last ``window`` episodes, under ``align/``), and drives the reward modules.
+
+    For on-policy agents (PPO, A2C) every learning module in the env's shaping stack is updated
+    at each rollout's end with that rollout's transitions, so the next rollout is scored by the
+    updated module; its stats are logged as ``align/<name>/<stat>``. Other agents leave the
+    schedule to the modules (every ``update_every`` transitions) and the latest stats are logged.
+    """
 
     def __init__(self, window: int = 100, verbose: int = 0):
         super().__init__(verbose)
         self.episodes: deque[dict[str, Any]] = deque(maxlen=window)
+        self._learning: list[Any] = []
+        self._logged_updates: dict[int, int] = {}
+
+    def _on_training_start(self) -> None:
+        self._learning = [layer.driver for layer in shaping_layers(self.training_env) if layer.driver.learns]
+        for driver in self._learning:
+            driver.on_rollout_end = isinstance(self.model, OnPolicyAlgorithm)
+
+    def _on_training_end(self) -> None:
+        for driver in self._learning:  # without this callback, modules keep their own schedule
+            driver.on_rollout_end = False
 
     def _on_step(self) -> bool:
         for info in self.locals.get("infos", []):
@@ -64,6 +113,12 @@ class RewardTermsCallback(BaseCallback):
         return True
 
     def _on_rollout_end(self) -> None:
+        for driver in self._learning:
+            stats = driver.update() if driver.on_rollout_end else driver.last_stats
+            if driver.n_updates != self._logged_updates.get(id(driver)):
+                self._logged_updates[id(driver)] = driver.n_updates
+                for key, value in stats.items():
+                    self.logger.record(f"align/{driver.name}/{key}", value)
         if not self.episodes:
             return
         self.logger.record("align/true_return", float(np.mean([e["true_return"] for e in self.episodes])))
@@ -73,6 +128,48 @@ class RewardTermsCallback(BaseCallback):
             self.logger.record("align/success_rate", float(np.mean(successes)))
         for name in sorted({n for e in self.episodes for n in e["terms"]}):
             self.logger.record(f"align/term_{name}", float(np.mean([e["terms"].get(name, 0.0) for e in self.episodes])))
+
+
+def reward_modules_path(checkpoint: str | Path) -> Path:
+    """Where the reward modules of an SB3 checkpoint (``model.zip``) are kept: ``model.reward_modules.pkl``."""
+    return Path(str(checkpoint).removesuffix(".zip") + ".reward_modules.pkl")
+
+
+def save_checkpoint(model: BaseAlgorithm, path: str | Path) -> Path:
+    """``model.save(path)``, and the state of every reward module in its env's shaping stack
+    beside it (:func:`reward_modules_path`). Returns the modules' file."""
+    model.save(path)
+    target = reward_modules_path(path)
+    target.write_bytes(pickle.dumps(reward_module_states(model.get_env())))
+    return target
+
+
+def load_checkpoint(algorithm: type[BaseAlgorithm], path: str | Path, env: VecEnv, **kwargs: Any) -> BaseAlgorithm:
+    """Load an SB3 model saved by :func:`save_checkpoint` onto ``env`` (built with the same
+    shaping spec) and restore its reward modules into ``env``'s shaping stack."""
+    states_file = reward_modules_path(path)
+    if not states_file.exists():
+        raise FileNotFoundError(f"{states_file} is missing: save with align_gym.agents.save_checkpoint, "
+                                "which writes the reward modules beside the model")
+    model = algorithm.load(path, env=env, **kwargs)
+    load_reward_module_states(env, pickle.loads(states_file.read_bytes()))
+    return model
+
+
+class ShapingCheckpointCallback(CheckpointCallback):
+    """SB3's ``CheckpointCallback``, also saving the reward modules beside each checkpoint
+    (``<prefix>_reward_modules_<steps>_steps.pkl``); restore with :func:`load_reward_modules`."""
+
+    def _on_step(self) -> bool:
+        if self.n_calls % self.save_freq == 0:
+            path = Path(self._checkpoint_path("reward_modules_", extension="pkl"))
+            path.write_bytes(pickle.dumps(reward_module_states(self.training_env)))
+        return super()._on_step()
+
+
+def load_reward_modules(env: VecEnv, path: str | Path) -> None:
+    """Restore reward-module states saved by :class:`ShapingCheckpointCallback` or :func:`save_checkpoint`."""
+    load_reward_module_states(env, pickle.loads(Path(path).read_bytes()))
 
 
 @dataclass
@@ -85,16 +182,16 @@ class Evaluation:
     mean_length: float
 
 
-def evaluate(model: BaseAlgorithm, env_id: str, n_episodes: int = 10, seed: int = 10_000,
+def evaluate(model: BaseAlgorithm, env_id: str, n_episodes: int = 10, seed: int | np.random.SeedSequence = 10_000,
              deterministic: bool = True, env_kwargs: dict[str, Any] | None = None) -> Evaluation:
     """Run ``n_episodes`` on fresh, unshaped copies of ``env_id`` and score them by the task reward.
 
     The episodes run side by side (one batched policy call per step), episode ``k`` seeded with
-    ``seed + k``. Action masks are passed where the env offers ``action_masks()``
+    ``env_seeds(seed, n_episodes)[k]``. Action masks are passed where the env offers ``action_masks()``
     (sb3-contrib's MaskablePPO).
     """
     envs = [gym.make(env_id, **(env_kwargs or {})) for _ in range(n_episodes)]
-    obs = [env.reset(seed=seed + k)[0] for k, env in enumerate(envs)]
+    obs = [env.reset(seed=s)[0] for s, env in zip(env_seeds(seed, n_episodes), envs)]
     returns, lengths = np.zeros(n_episodes), np.zeros(n_episodes, dtype=int)
     successes = np.zeros(n_episodes, dtype=bool)
     running = list(range(n_episodes))
@@ -122,7 +219,7 @@ class TaskEvalCallback(BaseCallback):
     """Every ``eval_every`` env steps, scores the policy on the unshaped task and keeps a row
     (``step``, true return mean and std, success rate) in ``self.rows``; ``on_row`` sees each."""
 
-    def __init__(self, env_id: str, eval_every: int, n_episodes: int = 10, seed: int = 10_000,
+    def __init__(self, env_id: str, eval_every: int, n_episodes: int = 10, seed: int | np.random.SeedSequence = 10_000,
                  on_row: Callable[[dict[str, Any]], None] | None = None, env_kwargs: dict[str, Any] | None = None):
         super().__init__(0)
         self.env_id, self.eval_every, self.n_episodes, self.seed = env_id, eval_every, n_episodes, seed

@@ -1,32 +1,55 @@
 """Shaping specs: one small language shared by the CLI, config files and Python.
 
-A spec is a registered name with keyword arguments, e.g. ``none``, ``pbrs(potential=reference)``
-or ``pbrs(potential=distance, scale=0.5)``. Values are parsed as bool, int, float or else kept as
-strings (quotes optional). Several specs are separated by commas outside parentheses.
-Adding a method is one :func:`register_shaping` call next to its module, never an ``elif``.
+A spec names a registered shaping with keyword arguments, e.g. ``none``,
+``pbrs(potential=reference)`` or ``pbrs(potential=distance, scale=0.5)``; layers stack with ``+``
+(``pbrs(potential=reference)+pbrs(potential=distance, name=d)``), the first one innermost, each
+adding its own term. A spec is parsed as a Python expression with :mod:`ast`, so values are Python
+literals (quoted strings may hold commas, lists and dicts work); a bare word is a string and
+``true``/``false`` are booleans. A list of specs is separated by commas outside brackets and quotes.
 
->>> split_specs("none,pbrs(potential=reference, scale=2)")
-['none', 'pbrs(potential=reference, scale=2)']
->>> parse_spec("pbrs(potential=reference, scale=0.5)")
-ShapingSpec(name='pbrs', kwargs={'potential': 'reference', 'scale': 0.5})
+Every shaping is registered by name with the module that builds it as a ``"module:function"``
+string, imported on first use: listing shapings and :func:`is_invariant` import nothing heavy, and
+methods that need torch keep ``import align_gym.wrappers`` lean. Adding a method is one line in
+:data:`BUILTIN_SHAPINGS`, never an ``elif``.
+
+>>> split_specs('none,pbrs(potential=reference, scale=2),x(prompt="pick up, then open")')
+['none', 'pbrs(potential=reference, scale=2)', 'x(prompt="pick up, then open")']
+>>> parse_spec("pbrs(potential=reference, scale=0.5)+pbrs(potential=distance, name=d)")
+[ShapingSpec(name='pbrs', kwargs={'potential': 'reference', 'scale': 0.5}), ShapingSpec(name='pbrs', kwargs={'potential': 'distance', 'name': 'd'})]
 """
 
 from __future__ import annotations
 
 import ast
 import difflib
-from collections.abc import Callable
+import importlib
+import keyword
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .core import RewardModule
 
 Builder = Callable[..., RewardModule | None]
+SpecLike = str | Sequence["ShapingSpec"]
+
+# name -> ("module:function" that builds it, invariant, one-line summary). The builder is called as
+# build(env, gamma=..., **kwargs) and returns a reward module (None for no shaping).
+BUILTIN_SHAPINGS: dict[str, tuple[str, bool, str]] = {
+    "none": ("align_gym.wrappers.registry:build_none", True,
+             "no shaping: the task reward alone (the baseline)"),
+    "pbrs": ("align_gym.wrappers.potential:make_potential_reward", True,
+             "potential-based shaping gamma*Phi(s')-Phi(s) (Ng et al. 1999); potential=reference|distance|<callable>"),
+}
+
+
+def build_none(env: Any, gamma: float) -> None:
+    return None
 
 
 @dataclass(frozen=True)
 class ShapingSpec:
-    """A parsed spec: ``name`` plus keyword arguments."""
+    """One parsed layer: ``name`` plus keyword arguments."""
 
     name: str
     kwargs: dict[str, Any] = field(default_factory=dict)
@@ -34,22 +57,45 @@ class ShapingSpec:
     def __str__(self) -> str:
         if not self.kwargs:
             return self.name
-        return f"{self.name}(" + ", ".join(f"{k}={v}" for k, v in self.kwargs.items()) + ")"
+        return f"{self.name}(" + ", ".join(f"{k}={_format_value(v)}" for k, v in self.kwargs.items()) + ")"
+
+
+def _format_value(value: Any) -> str:
+    bare = isinstance(value, str) and value.isidentifier() and not keyword.iskeyword(value) and value not in ("true", "false")
+    return value if bare else repr(value)
+
+
+def format_spec(layers: Sequence[ShapingSpec]) -> str:
+    """The text of a stack of layers; ``parse_spec(format_spec(layers)) == layers``."""
+    return "+".join(str(layer) for layer in layers)
 
 
 @dataclass(frozen=True)
 class ShapingEntry:
     name: str
-    build: Builder
+    target: str | Builder
     invariant: bool
     summary: str
+
+    def build(self, env: Any, gamma: float, **kwargs: Any) -> RewardModule | None:
+        return self.builder()(env, gamma=gamma, **kwargs)
+
+    def builder(self) -> Builder:
+        """The build function, importing its module on first use."""
+        if callable(self.target):
+            return self.target
+        module, _, attribute = self.target.partition(":")
+        return getattr(importlib.import_module(module), attribute)
 
 
 _REGISTRY: dict[str, ShapingEntry] = {}
 
 
-def register_shaping(name: str, build: Builder, *, invariant: bool, summary: str) -> None:
-    """Register ``build(env, gamma=..., **kwargs) -> RewardModule`` under ``name``."""
+def register_shaping(name: str, build: str | Builder, *, invariant: bool, summary: str) -> None:
+    """Register ``build(env, gamma=..., **kwargs) -> RewardModule`` (or a ``"module:function"``
+    string naming it, imported on first use) under ``name``."""
+    if not name.isidentifier():
+        raise ValueError(f"a shaping name must be an identifier, got {name!r}")
     if name in _REGISTRY:
         raise ValueError(f"shaping {name!r} is already registered")
     _REGISTRY[name] = ShapingEntry(name, build, invariant, summary)
@@ -60,53 +106,75 @@ def shaping_entries() -> list[ShapingEntry]:
 
 
 def split_specs(text: str) -> list[str]:
-    """Split ``"none,pbrs(potential=reference, scale=2)"`` at the commas outside parentheses."""
-    parts, depth, current = [], 0, ""
-    for char in text:
-        depth += {"(": 1, ")": -1}.get(char, 0)
-        if depth < 0:
-            raise ValueError(f"unbalanced ')' in shaping list {text!r}")
-        if char == "," and depth == 0:
+    """Split a comma-separated list at the commas outside brackets and quotes."""
+    parts, current, closing, quote = [], "", [], None
+    pairs = {"(": ")", "[": "]", "{": "}"}
+    for index, char in enumerate(text):
+        if quote:
+            if char == quote and text[index - 1] != "\\":
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char in pairs:
+            closing.append(pairs[char])
+        elif char in ")]}":
+            if not closing or closing.pop() != char:
+                raise ValueError(f"unbalanced {char!r} in list {text!r}")
+        elif char == "," and not closing:
             parts.append(current.strip())
             current = ""
-        else:
-            current += char
-    if depth:
-        raise ValueError(f"unbalanced '(' in shaping list {text!r}")
+            continue
+        current += char
+    if closing or quote:
+        raise ValueError(f"unbalanced {(quote or closing[-1])!r} in list {text!r}: it is never closed")
     parts.append(current.strip())
     return [p for p in parts if p]
 
 
-def _value(text: str) -> Any:
-    text = text.strip()
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
+def _literal(node: ast.expr, text: str) -> Any:
+    """A spec value: a Python literal, a bare word as a string, true/false as booleans."""
+    if isinstance(node, ast.Name):
+        return {"true": True, "false": False}.get(node.id, node.id)
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return [_literal(element, text) for element in node.elts]
+    if isinstance(node, ast.Dict) and None not in node.keys:
+        return {_literal(k, text): _literal(v, text) for k, v in zip(node.keys, node.values)}
     try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
+        return ast.literal_eval(node)
+    except ValueError:  # anything else (a.b, x-y) is kept as the text the user wrote
+        return ast.get_source_segment(text, node)
 
 
-def parse_spec(spec: str | ShapingSpec) -> ShapingSpec:
-    """Parse ``name(key=value, ...)``; raises ValueError naming what is malformed."""
+def _layers(node: ast.expr) -> list[ast.expr]:
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return _layers(node.left) + _layers(node.right)
+    return [node]
+
+
+def _parse_layer(node: ast.expr, text: str) -> ShapingSpec:
+    if isinstance(node, ast.Name):
+        return ShapingSpec(node.id)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        if node.args or any(k.arg is None for k in node.keywords):
+            raise ValueError(f"malformed shaping spec {text!r}: arguments of {node.func.id} must be key=value")
+        return ShapingSpec(node.func.id, {k.arg: _literal(k.value, text) for k in node.keywords})
+    raise ValueError(f"malformed shaping spec {text!r}: {ast.get_source_segment(text, node)!r} is not "
+                     "name or name(key=value, ...)")
+
+
+def parse_spec(spec: SpecLike | ShapingSpec) -> list[ShapingSpec]:
+    """The layers of a spec, innermost first; raises ValueError naming what is malformed."""
     if isinstance(spec, ShapingSpec):
-        return spec
+        return [spec]
+    if not isinstance(spec, str):
+        return list(spec)
     text = spec.strip()
-    name, _, rest = text.partition("(")
-    name = name.strip()
-    if not name.isidentifier():
-        raise ValueError(f"malformed shaping spec {spec!r}: expected name or name(key=value, ...)")
-    kwargs: dict[str, Any] = {}
-    if rest:
-        if not rest.endswith(")"):
-            raise ValueError(f"malformed shaping spec {spec!r}: missing ')'")
-        for item in split_specs(rest[:-1]):
-            key, eq, value = item.partition("=")
-            if not eq or not key.strip().isidentifier():
-                raise ValueError(f"malformed argument {item!r} in shaping spec {spec!r}: expected key=value")
-            kwargs[key.strip()] = _value(value)
-    return ShapingSpec(name, kwargs)
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError as error:
+        raise ValueError(f"malformed shaping spec {spec!r}: {error.msg} (expected name or "
+                         "name(key=value, ...), layers joined by +)") from None
+    return [_parse_layer(node, text) for node in _layers(tree.body)]
 
 
 def get_entry(name: str) -> ShapingEntry:
@@ -117,37 +185,63 @@ def get_entry(name: str) -> ShapingEntry:
     return _REGISTRY[name]
 
 
-def make_module(spec: str | ShapingSpec, env: Any, *, gamma: float) -> RewardModule | None:
-    """The reward module a spec describes, for ``env`` (any env, vector env or SB3 VecEnv);
-    ``None`` for ``none``. ``gamma`` is the agent's discount."""
-    parsed = parse_spec(spec)
-    entry = get_entry(parsed.name)
-    try:
-        return entry.build(env, gamma=gamma, **parsed.kwargs)
-    except TypeError as error:
-        raise ValueError(f"bad arguments for shaping {parsed}: {error}") from error
+def make_modules(spec: SpecLike | ShapingSpec, env: Any, *, gamma: float) -> list[RewardModule]:
+    """The reward modules of every layer of ``spec``, innermost first, for ``env`` (any env,
+    vector env or SB3 VecEnv); ``none`` layers add none. ``gamma`` is the agent's discount."""
+    layers = parse_spec(spec)
+    entries = [get_entry(layer.name) for layer in layers]  # every name checked before anything is built
+    modules = []
+    for layer, entry in zip(layers, entries):
+        try:
+            module = entry.build(env, gamma=gamma, **layer.kwargs)
+        except TypeError as error:
+            raise ValueError(f"bad arguments for shaping {layer}: {error}") from error
+        if module is not None:
+            modules.append(module)
+    names = [module.name for module in modules]
+    for name in {n for n in names if names.count(n) > 1}:
+        raise ValueError(f"{names.count(name)} layers of {format_spec(layers)!r} are all named {name!r}: "
+                         "give each a name=... of its own")
+    return modules
 
 
-def is_invariant(spec: str | ShapingSpec) -> bool:
-    return get_entry(parse_spec(spec).name).invariant
+def check_spec(spec: SpecLike | ShapingSpec, env: Any, *, gamma: float) -> None:
+    """Raise ValueError unless ``spec`` builds on ``env`` (what the bench checks before it runs)."""
+    make_modules(spec, env, gamma=gamma)
 
 
-def shape_env(env: Any, spec: str | ShapingSpec, *, gamma: float):
-    """Wrap a gymnasium env with the shaping ``spec`` describes (``none`` keeps the contract only)."""
+def is_invariant(spec: SpecLike | ShapingSpec) -> bool:
+    """Whether every layer of ``spec`` provably keeps the optimal policy."""
+    return all(get_entry(layer.name).invariant for layer in parse_spec(spec))
+
+
+def shape_env(env: Any, spec: SpecLike | ShapingSpec, *, gamma: float):
+    """Wrap a gymnasium env in one :class:`~align_gym.wrappers.ShapingWrapper` per layer of
+    ``spec`` (``none`` keeps the contract only)."""
     from .core import ShapingWrapper
 
-    return ShapingWrapper(env, make_module(spec, env, gamma=gamma))
+    return _stack(env, ShapingWrapper, make_modules(spec, env, gamma=gamma))
 
 
-def shape_vector_env(envs: Any, spec: str | ShapingSpec, *, gamma: float):
+def shape_vector_env(envs: Any, spec: SpecLike | ShapingSpec, *, gamma: float):
     """The same for a gymnasium vector env."""
     from .vector import ShapingVectorWrapper
 
-    return ShapingVectorWrapper(envs, make_module(spec, envs, gamma=gamma))
+    return _stack(envs, ShapingVectorWrapper, make_modules(spec, envs, gamma=gamma))
 
 
-def shape_vec_env(venv: Any, spec: str | ShapingSpec, *, gamma: float):
+def shape_vec_env(venv: Any, spec: SpecLike | ShapingSpec, *, gamma: float):
     """The same for a Stable-Baselines3 VecEnv."""
     from .sb3 import ShapingVecEnvWrapper
 
-    return ShapingVecEnvWrapper(venv, make_module(spec, venv, gamma=gamma))
+    return _stack(venv, ShapingVecEnvWrapper, make_modules(spec, venv, gamma=gamma))
+
+
+def _stack(env: Any, adapter: type, modules: list[RewardModule]):
+    for module in modules or [None]:
+        env = adapter(env, module)
+    return env
+
+
+for _name, (_target, _invariant, _summary) in BUILTIN_SHAPINGS.items():
+    register_shaping(_name, _target, invariant=_invariant, summary=_summary)

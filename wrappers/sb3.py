@@ -1,8 +1,11 @@
 """The Stable-Baselines3 adapter of the shaping core (see :mod:`align_gym.wrappers.core`).
 
 SB3 vector envs reset a finished sub-env inside ``step`` and return the reset observation; the true
-final observation arrives in ``infos[i]["terminal_observation"]`` and the reset info in
-``venv.reset_infos[i]``. Truncation is flagged by ``infos[i]["TimeLimit.truncated"]``.
+final observation arrives in ``infos[i]["terminal_observation"]`` and the reset info in the base
+VecEnv's ``reset_infos[i]`` (SB3's own wrappers keep theirs empty, so it is read from
+``venv.unwrapped``, and this wrapper keeps its own current for the layers above it). Truncation is
+flagged by ``infos[i]["TimeLimit.truncated"]``. This module imports SB3 (and torch): import it
+where it is used; ``align_gym.wrappers`` loads it only when one of its names is asked for.
 """
 
 from __future__ import annotations
@@ -12,13 +15,19 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
-from .core import RewardModule, TransitionBatch
+from .core import ModuleDriver, TransitionBatch
 from .potential import make_potential_reward
-from .terms import ENV_REWARD, EPISODE_SUMMARY, EpisodeTracker, record_terms
+from .terms import ENV_REWARD, EPISODE_SUMMARY, REWARD_TERMS, EpisodeTracker, record_terms
 
 
 class ShapingVecEnvWrapper(VecEnvWrapper):
     """Adds ``module``'s term to an SB3 VecEnv's rewards, one module call per vector step.
+
+    Stacks with other shaping layers and over SB3's ``VecMonitor``; put ``VecNormalize`` on top,
+    so that potentials read raw observations (``get_original_reward()`` then returns the shaped
+    reward). A learning module is updated at each rollout's end for on-policy agents when
+    :class:`~align_gym.agents.RewardTermsCallback` is passed to ``learn``, and every
+    ``module.update_every`` transitions otherwise.
 
     >>> from stable_baselines3.common.env_util import make_vec_env
     >>> venv = ShapingVecEnvWrapper(make_vec_env("CartPole-v1", n_envs=2), module=None)
@@ -28,27 +37,41 @@ class ShapingVecEnvWrapper(VecEnvWrapper):
     True
     """
 
-    def __init__(self, venv: VecEnv, module: RewardModule | None):
+    def __init__(self, venv: VecEnv, module: Any):
         super().__init__(venv)
-        self.module = module
+        self.driver = ModuleDriver(module)
         n = venv.num_envs
-        self._name = None if module is None else module.name
         self._tracker = EpisodeTracker(n)
         self._obs: Any = None
         self._states: list[dict[str, Any]] = [{} for _ in range(n)]
         self._actions: Any = None
 
-    def _reset_states(self) -> list[dict[str, Any]]:
-        reset_infos = getattr(self.venv, "reset_infos", None) or [{}] * self.num_envs
-        return [dict(info).get("state", {}) for info in reset_infos]
+    @property
+    def module(self) -> Any:
+        return self.driver.module
+
+    def _reset_infos(self) -> list[dict[str, Any]]:
+        # The base VecEnv keeps them; SB3's wrappers (VecMonitor, VecNormalize) keep theirs empty.
+        infos = list(getattr(self.venv.unwrapped, "reset_infos", None) or [{}] * self.num_envs)
+        self.reset_infos = infos
+        return infos
 
     def reset(self):
         obs = self.venv.reset()
         self._obs = _copy(obs)
-        self._states = self._reset_states()
+        reset_infos = self._reset_infos()
+        self._states = [info.get("state", {}) for info in reset_infos]
         for i in range(self.num_envs):
             self._tracker.restart(i)
+        self._start_episodes(range(self.num_envs), obs, reset_infos)
         return obs
+
+    def _start_episodes(self, indices: Any, obs: Any, reset_infos: list[dict[str, Any]]) -> None:
+        indices = list(indices)
+        if self.driver.hears_starts and indices:
+            self.driver.start_episodes(self._tracker.episode_ids[indices].copy(), [_row(obs, i) for i in indices],
+                                       [reset_infos[i].get("caption", "") for i in indices],
+                                       [self._states[i] for i in indices])
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = actions
@@ -62,25 +85,30 @@ class ShapingVecEnvWrapper(VecEnvWrapper):
         next_obs = [infos[i]["terminal_observation"] if dones[i] else _row(obs, i) for i in range(n)]
         env_rewards = np.array([info.get(ENV_REWARD, rewards[i]) for i, info in enumerate(infos)], dtype=np.float64)
         term = np.zeros(n)
-        if self.module is not None:
+        if self.driver.module is not None:
             batch = TransitionBatch(
                 obs=[_row(self._obs, i) for i in range(n)], actions=list(self._actions), next_obs=next_obs,
                 captions=[info.get("caption", "") for info in infos], states=self._states,
                 next_states=[info.get("state", {}) for info in infos], env_rewards=env_rewards,
                 terminated=terminated, truncated=truncated, episode_ids=self._tracker.episode_ids.copy(),
             )
-            term = np.asarray(self.module.reward(batch), dtype=np.float64)
-        shaped = np.array([record_terms(infos[i], rewards[i], self._name, term[i]) for i in range(n)], dtype=np.float32)
+            term = np.asarray(self.driver.reward(batch), dtype=np.float64)
+        shaped = np.array([record_terms(infos[i], rewards[i], self.driver.name, term[i]) for i in range(n)], dtype=np.float32)
 
-        reset_states = self._reset_states() if dones.any() else None
+        ended = np.flatnonzero(dones)
+        reset_infos = self._reset_infos() if len(ended) else None
+        next_states = []
         for i in range(n):
-            self._tracker.add(i, infos[i][ENV_REWARD], shaped[i], infos[i]["reward_terms"])
+            self._tracker.add(i, infos[i][ENV_REWARD], shaped[i], infos[i][REWARD_TERMS])
             if dones[i]:
                 infos[i][EPISODE_SUMMARY] = self._tracker.finish(i, infos[i].get("success")).as_dict()
-                self._states[i] = reset_states[i]
+                next_states.append(reset_infos[i].get("state", {}))
             else:
-                self._states[i] = infos[i].get("state", {})
+                next_states.append(infos[i].get("state", {}))
+        self._states = next_states  # a new list: the batch above keeps the old one
         self._obs = _copy(obs)
+        if len(ended):
+            self._start_episodes(ended, obs, reset_infos)
         return obs, shaped, dones, infos
 
 

@@ -64,6 +64,18 @@ class EpisodeTracker:
             episode.terms[name] = episode.terms.get(name, 0.0) + float(value)
         episode.length += 1
 
+    def add_rows(self, indices: Any, env_rewards: np.ndarray, shaped: np.ndarray, terms: dict[str, np.ndarray]) -> None:
+        """:meth:`add` for the sub-envs ``indices`` of one vector step, from per-env arrays."""
+        rewards, shaped_rewards = env_rewards.tolist(), shaped.tolist()  # Python floats add faster
+        columns = {name: np.asarray(values).tolist() for name, values in terms.items()}
+        for i in indices:
+            episode = self._current[i]
+            episode.true_return += rewards[i]
+            episode.shaped_return += shaped_rewards[i]
+            episode.length += 1
+            for name, column in columns.items():
+                episode.terms[name] = episode.terms.get(name, 0.0) + column[i]
+
     def finish(self, index: int, success: Any) -> EpisodeSummary:
         """Close the episode of ``index`` and start a fresh one there."""
         episode = self._current[index]
@@ -73,11 +85,19 @@ class EpisodeTracker:
 
 
 def record_terms(info: dict[str, Any], reward: float, name: str | None, term: float) -> float:
-    """Write one layer's term into ``info`` (in place) and return the reward it passes on."""
+    """Write one layer's term into a single env's ``info`` (in place: the terms dict belongs to
+    this step's info, built by the innermost layer) and return the reward it passes on."""
     if ENV_REWARD not in info:
         info[ENV_REWARD] = float(reward)
-    info[REWARD_TERMS] = with_term(info.get(REWARD_TERMS), name, float(term))
-    return float(reward) if name is None else float(reward) + float(term)
+    terms = info.get(REWARD_TERMS)
+    if terms is None:
+        terms = info[REWARD_TERMS] = {}
+    if name is None:
+        return float(reward)
+    if name in terms:
+        raise ValueError(f"two shaping layers are both named {name!r}: give one of them another name=")
+    terms[name] = term = float(term)
+    return float(reward) + term
 
 
 def with_term(terms: dict[str, Any] | None, name: str | None, value: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
-from .core import RewardModule, TransitionBatch
+from .core import ModuleDriver, TransitionBatch
 from .potential import make_potential_reward
 from .terms import (
     ENV_REWARD,
@@ -31,7 +31,7 @@ def _python(value: Any) -> Any:
 
 def info_item(infos: dict[str, Any], key: str, index: int, default: Any = None) -> Any:
     """Sub-env ``index``'s value of ``key`` in a vector env's info dict (nested dicts rebuilt)."""
-    if key not in infos or not infos.get(f"_{key}", np.ones(index + 1, bool))[index]:
+    if key not in infos or (f"_{key}" in infos and not infos[f"_{key}"][index]):
         return default
     value = infos[key]
     if isinstance(value, dict):
@@ -39,8 +39,43 @@ def info_item(infos: dict[str, Any], key: str, index: int, default: Any = None) 
     return _python(value[index])
 
 
+def obs_rows(obs: Any, n: int) -> list[Any]:
+    """Each sub-env's observation (a dict per sub-env for dict observation spaces)."""
+    if isinstance(obs, dict):
+        return [{key: value[i] for key, value in obs.items()} for i in range(n)]
+    return list(obs)
+
+
+def _copy(obs: Any) -> Any:
+    if isinstance(obs, dict):
+        return {key: np.copy(value) for key, value in obs.items()}
+    return obs.copy() if isinstance(obs, np.ndarray) else list(obs)
+
+
+def info_column(infos: dict[str, Any], key: str, n: int, default: Any = None) -> list[Any]:
+    """Every sub-env's value of ``key`` (``default`` where a sub-env has none), nested dicts
+    rebuilt per sub-env: a column at a time, since per-item lookups cost more than the env step."""
+    if key not in infos:
+        return [default] * n
+    value, mask = infos[key], infos.get(f"_{key}")
+    if isinstance(value, dict):
+        names = [k for k in value if not k.startswith("_")]
+        columns = [info_column(value, k, n) for k in names]
+        out = [dict(zip(names, row)) for row in zip(*columns)] if names else [{} for _ in range(n)]
+    elif isinstance(value, np.ndarray) and value.ndim == 1:
+        out = value.tolist()  # plain Python scalars, as a single env gives them
+    else:
+        out = list(value)
+    if mask is not None and not mask.all():
+        out = [v if present else default for v, present in zip(out, mask)]
+    return out
+
+
 class ShapingVectorWrapper(VectorWrapper):
     """Adds ``module``'s term to a vector env's rewards, one module call per vector step.
+
+    Only real transitions reach the module (with next-step autoreset, the step that returns the
+    reset observation is none); a learning module is updated every ``module.update_every`` of them.
 
     >>> import gymnasium as gym
     >>> envs = ShapingVectorWrapper(gym.make_vec("CartPole-v1", num_envs=2), module=None)
@@ -50,68 +85,97 @@ class ShapingVectorWrapper(VectorWrapper):
     True
     """
 
-    def __init__(self, env: VectorEnv, module: RewardModule | None):
+    def __init__(self, env: VectorEnv, module: Any):
         super().__init__(env)
         mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
             raise ValueError(f"ShapingVectorWrapper supports next-step and same-step autoreset, not {mode}")
         self.same_step = mode == AutoresetMode.SAME_STEP
-        self.module = module
+        self.driver = ModuleDriver(module)
         n = env.num_envs
         self._tracker = EpisodeTracker(n)
         self._needs_reset = np.zeros(n, dtype=bool)
         self._obs: Any = None
         self._states: list[dict[str, Any]] = [{} for _ in range(n)]
+        self._inner_names: list[str] = []  # the terms of the layers below, as they appear
+
+    @property
+    def module(self) -> Any:
+        return self.driver.module
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
         obs, infos = self.env.reset(seed=seed, options=options)
         n = self.num_envs
-        self._obs = obs.copy() if isinstance(obs, np.ndarray) else list(obs)
-        self._states = [info_item(infos, "state", i, {}) for i in range(n)]
+        self._obs = obs_rows(_copy(obs), n)
+        self._states = info_column(infos, "state", n, {}) if self.driver.needs_states else [{}] * n
         self._needs_reset[:] = False
         for i in range(n):
             self._tracker.restart(i)
+        self._start_episodes(np.arange(n), obs, infos)
         return obs, infos
+
+    def _start_episodes(self, indices: np.ndarray, obs: Any, infos: dict[str, Any]) -> None:
+        """Tell the module of the episodes starting in sub-envs ``indices`` (reset obs and info)."""
+        if self.driver.hears_starts and len(indices):
+            captions = info_column(infos, "caption", self.num_envs, "") if self.driver.needs_captions else [""] * self.num_envs
+            rows = obs_rows(obs, self.num_envs)
+            self.driver.start_episodes(self._tracker.episode_ids[indices].copy(), [rows[i] for i in indices],
+                                       [captions[i] for i in indices], [self._states[i] for i in indices])
 
     def step(self, actions):
         obs, rewards, terminated, truncated, infos = self.env.step(actions)
         n = self.num_envs
         done = np.asarray(terminated | truncated, dtype=bool)
         env_rewards = np.asarray(infos.get(ENV_REWARD, rewards), dtype=np.float64)
-        real = np.flatnonzero(~self._needs_reset)  # next-step autoreset: the reset step is no transition
-        # Where a transition's own info lives: same-step autoreset moves it to info["final_info"].
-        step_infos = [infos["final_info"] if self.same_step and done[i] else infos for i in range(n)]
-        next_states = [info_item(step_infos[i], "state", i, {}) for i in range(n)]
+        starting = self._needs_reset.copy()  # next-step autoreset: these steps are resets, not transitions
+        real = np.flatnonzero(~starting)
+        # Only what the module reads: rebuilding per-env dicts from the merged info costs.
+        states = info_column(infos, "state", n, {}) if self.driver.needs_states else [{}] * n
+        captions = info_column(infos, "caption", n, "") if self.driver.needs_captions else [""] * n
+        # A transition's own info: same-step autoreset moves the ended ones' to info["final_info"]
+        # (and their final observation to info["final_obs"]), leaving the reset info in its place.
+        next_obs, next_states, next_captions = obs_rows(obs, n), states, captions
+        final = np.flatnonzero(done) if self.same_step else []
+        if len(final):
+            final_states = info_column(infos["final_info"], "state", n, {}) if self.driver.needs_states else states
+            final_captions = info_column(infos["final_info"], "caption", n, "") if self.driver.needs_captions else captions
+            next_states, next_captions = list(states), list(captions)
+            for i in final:
+                next_obs[i], next_states[i], next_captions[i] = infos["final_obs"][i], final_states[i], final_captions[i]
 
         term = np.zeros(n)
-        if self.module is not None and len(real):
+        if self.driver.module is not None and len(real):
             batch = TransitionBatch(
                 obs=[self._obs[i] for i in real], actions=[actions[i] for i in real],
-                next_obs=[infos["final_obs"][i] if self.same_step and done[i] else obs[i] for i in real],
-                captions=[info_item(step_infos[i], "caption", i, "") for i in real],
+                next_obs=[next_obs[i] for i in real], captions=[next_captions[i] for i in real],
                 states=[self._states[i] for i in real], next_states=[next_states[i] for i in real],
                 env_rewards=env_rewards[real], terminated=np.asarray(terminated)[real],
                 truncated=np.asarray(truncated)[real], episode_ids=self._tracker.episode_ids[real].copy(),
             )
-            term[real] = self.module.reward(batch)
+            term[real] = self.driver.reward(batch)
         shaped = np.asarray(rewards, dtype=np.float64) + term
         infos[ENV_REWARD] = env_rewards
-        terms = with_term(infos.get(REWARD_TERMS), None if self.module is None else self.module.name, term)
-        infos[REWARD_TERMS] = terms
+        # Inner layers' terms, without gymnasium's "_name" masks (a sub-env wrapper's terms arrive
+        # merged by the vector env, one mask per term), and zeros for a term no sub-env reported
+        # this step (every sub-env was resetting).
+        inner = {k: v for k, v in infos.get(REWARD_TERMS, {}).items() if not k.startswith("_")}
+        self._inner_names.extend(k for k in inner if k not in self._inner_names)
+        inner = {k: inner[k] if k in inner else np.zeros(n) for k in self._inner_names}
+        terms = infos[REWARD_TERMS] = with_term(inner, self.driver.name, term)
+        infos.pop(f"_{REWARD_TERMS}", None)
 
+        self._tracker.add_rows(real, env_rewards, shaped, terms)
         summaries: list = [None] * n
-        for i in real:
-            self._tracker.add(i, env_rewards[i], shaped[i], {k: v[i] for k, v in terms.items()})
-            if done[i]:
-                summaries[i] = self._tracker.finish(i, info_item(step_infos[i], "success", i))
+        for i in np.flatnonzero(done & ~starting):
+            summaries[i] = self._tracker.finish(i, info_item(infos["final_info"] if self.same_step else infos, "success", i))
         if any(s is not None for s in summaries):
             infos[EPISODE_SUMMARY], infos[f"_{EPISODE_SUMMARY}"] = summaries_to_arrays(summaries)
 
         # What the next step's transitions start from (finish() already gave ended envs a new
         # episode id; with next-step autoreset the reset step itself is skipped above).
-        self._obs = obs.copy() if isinstance(obs, np.ndarray) else list(obs)
-        self._states = [next_states[i] if not (self.same_step and done[i]) else info_item(infos, "state", i, {})
-                        for i in range(n)]
+        self._obs = obs_rows(_copy(obs), n)
+        self._states = states  # the reset state where an episode ended with same-step autoreset
+        self._start_episodes(np.flatnonzero(done if self.same_step else starting), obs, infos)
         self._needs_reset = np.zeros(n, dtype=bool) if self.same_step else done
         return obs, shaped, terminated, truncated, infos
 
