@@ -3,18 +3,25 @@
 Each cell trains with its shaping and is scored every ``eval_every`` steps on the unshaped task.
 A cell's rows reach ``results.jsonl`` together, followed by a ``done`` marker, only when the cell
 has finished: a killed run loses no finished cell, and a rerun skips finished cells and restarts
-the others from scratch. Cells are keyed by everything that defines them (budget and settings
-included), so changing the grid never reuses a stale cell.
+the others from scratch. A cell that raises is recorded as failed (one row with
+``"status": "failed"`` and the error's last lines) while every other cell runs on and is saved; a
+rerun tries failed cells again. Everything is validated (env ids, shapings on each env, agents)
+before any cell starts. Rows are flat JSON objects carrying the whole cell definition
+(:meth:`~align_gym.cell.Cell.definition`), and cells are keyed by it, so changing the grid never
+reuses a stale cell and the report never pools cells that differ in more than the seed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
+import importlib.util
 import json
 import multiprocessing as mp
 import os
 import queue
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -23,11 +30,17 @@ from typing import Any
 
 from tqdm import tqdm
 
-from .cell import Cell, run_cell
-from .hyperparams import hyperparams_for
-from .wrappers.registry import get_entry, parse_spec, split_specs
+from .cell import Cell, algorithm_module, run_cell
+from .hyperparams import BENCH_FIRST_SEED, hyperparams_for
+from .wrappers.registry import check_spec, is_invariant, split_specs
 
 RESULTS = "results.jsonl"
+ERROR_LINES = 15  # of a failed cell's traceback, kept in its row
+
+
+def default_seeds(n: int) -> list[int]:
+    """The bench's ``n`` seeds: from ``BENCH_FIRST_SEED`` on, disjoint from the tuning seeds."""
+    return list(range(BENCH_FIRST_SEED, BENCH_FIRST_SEED + n))
 
 
 @dataclass
@@ -37,7 +50,7 @@ class Grid:
     envs: list[str]
     shapings: list[str]
     agents: list[str] = field(default_factory=lambda: ["ppo"])
-    seeds: list[int] = field(default_factory=lambda: list(range(5)))
+    seeds: list[int] = field(default_factory=lambda: default_seeds(5))
     steps: int = 100_000
     eval_every: int | None = None  # default: steps / 20
     eval_episodes: int = 10
@@ -46,10 +59,7 @@ class Grid:
     hyperparams: dict[str, dict[str, Any]] = field(default_factory=dict)  # agent -> overrides
 
     def __post_init__(self) -> None:
-        for spec in self.shapings:
-            get_entry(parse_spec(spec).name)  # fail now, not in a worker, on an unknown shaping
-        if self.steps <= 0 or not self.seeds:
-            raise ValueError("a grid needs steps > 0 and at least one seed")
+        validate_grid(self)  # fail now, not in a worker an hour in
 
     def cells(self) -> list[Cell]:
         every = self.eval_every or max(self.steps // 20, 1)
@@ -60,6 +70,51 @@ class Grid:
         ]
 
 
+def check_env_id(env_id: str) -> None:
+    """ValueError unless ``env_id`` is registered (``module:Id`` imports ``module`` first)."""
+    import gymnasium as gym
+
+    import align_gym  # noqa: F401  (registers the Align/ ids)
+
+    module, _, name = env_id.rpartition(":")
+    try:
+        if module:
+            importlib.import_module(module)
+        gym.spec(name)
+    except (gym.error.Error, ImportError) as error:
+        raise ValueError(f"unknown env id {env_id!r}: {error}") from error
+
+
+def check_agent(agent: str) -> None:
+    """ValueError for an unknown agent, ImportError naming the extra for a missing library."""
+    module, _ = algorithm_module(agent)
+    if importlib.util.find_spec(module) is None:
+        raise ImportError(f"agent {agent!r} needs {module}: pip install 'align-gym[contrib]'")
+
+
+def validate_grid(grid: Grid) -> None:
+    """Check every env id, agent and shaping (built on each env) before anything runs."""
+    import gymnasium as gym
+
+    if grid.steps <= 0 or not grid.seeds:
+        raise ValueError("a grid needs steps > 0 and at least one seed")
+    if len(set(grid.seeds)) != len(grid.seeds):
+        raise ValueError(f"seeds repeat in {grid.seeds}")
+    for env_id in grid.envs:
+        check_env_id(env_id)
+    for agent in grid.agents:
+        check_agent(agent)
+    for env_id in grid.envs:
+        env = gym.make(env_id)
+        try:
+            for agent in grid.agents:
+                gamma = {**hyperparams_for(env_id, agent), **grid.hyperparams.get(agent, {})}["gamma"]
+                for spec in grid.shapings:
+                    check_spec(spec, env, gamma=gamma)
+        finally:
+            env.close()
+
+
 def _listing(value: Any) -> list:
     if isinstance(value, str):
         return split_specs(value)
@@ -67,13 +122,14 @@ def _listing(value: Any) -> list:
 
 
 def grid_from_dict(config: dict[str, Any]) -> Grid:
-    """A grid from a config mapping (TOML or YAML); lists may be lists or comma-separated strings."""
+    """A grid from a config mapping (TOML or YAML); lists may be lists or comma-separated strings,
+    and ``seeds = N`` means the bench's default ``N`` seeds (:func:`default_seeds`)."""
     config = dict(config)
     unknown = set(config) - set(Grid.__dataclass_fields__)
     if unknown:
         raise ValueError(f"unknown grid keys {sorted(unknown)}; known: {sorted(Grid.__dataclass_fields__)}")
     seeds = config.get("seeds", 5)
-    config["seeds"] = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in _listing(seeds)]
+    config["seeds"] = default_seeds(seeds) if isinstance(seeds, int) else [int(s) for s in _listing(seeds)]
     for key in ("envs", "shapings", "agents"):
         if key in config:
             config[key] = _listing(config[key])
@@ -97,12 +153,17 @@ def load_grid(path: str | Path) -> Grid:
 
 
 def cell_id(cell: Cell) -> str:
-    return hashlib.sha1(json.dumps(cell.as_dict(), sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha1(json.dumps(cell.definition(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cell_failed(rows: list[dict[str, Any]]) -> bool:
+    return rows[0].get("status") == "failed"
 
 
 def read_results(out_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
-    """The finished cells in ``out_dir``: cell id -> its eval rows. Rows of a cell without its
-    ``done`` marker, and a line cut short by a crash, are ignored."""
+    """The cells recorded in ``out_dir``: cell id -> its rows (eval rows, or the one row of a
+    failed cell). Rows of a cell without its ``done`` marker, and a line cut short by a crash,
+    are ignored; a cell recorded twice keeps its latest record."""
     path = Path(out_dir) / RESULTS
     rows: dict[str, list[dict[str, Any]]] = {}
     finished: dict[str, list[dict[str, Any]]] = {}
@@ -115,7 +176,7 @@ def read_results(out_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
             continue
         if row.get("done"):
             cell_rows = rows.pop(row["cell"], [])
-            if len(cell_rows) == row["n_rows"]:
+            if cell_rows and len(cell_rows) == row["n_rows"]:
                 finished[row["cell"]] = cell_rows
         else:
             rows.setdefault(row["cell"], []).append(row)
@@ -123,7 +184,7 @@ def read_results(out_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
 
 
 def _rewrite(path: Path, finished: dict[str, list[dict[str, Any]]]) -> None:
-    """Keep only finished cells (drops a torn last line), atomically."""
+    """Keep only ``finished`` cells (drops a torn last line), atomically."""
     temporary = path.with_suffix(".tmp")
     with temporary.open("w") as f:
         for cell, rows in finished.items():
@@ -138,17 +199,29 @@ def _cell_block(cell: str, rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def failure_row(cell: Cell, error: str, step: int, wall_time: float) -> dict[str, Any]:
+    """The one row a failed cell leaves: its definition, the last step it reached, the error's tail."""
+    tail = "\n".join(error.rstrip().splitlines()[-ERROR_LINES:])
+    return {**cell.definition(), "cell": cell_id(cell), "status": "failed", "step": step, "error": tail,
+            "wall_time": round(wall_time, 3), "invariant": is_invariant(cell.shaping)}
+
+
 def run_cell_timed(cell: Cell, report: Callable[[str, int], None] | None = None) -> list[dict[str, Any]]:
-    """Run a cell and label its rows with the cell's id, its budget and the wall time so far."""
-    start, key = time.perf_counter(), cell_id(cell)
+    """Run a cell and label its rows with the cell's id and the wall time so far. An exception
+    in the cell becomes its failure row (:func:`failure_row`): it never reaches the caller."""
+    start, key, reached = time.perf_counter(), cell_id(cell), [0]
+    invariant = is_invariant(cell.shaping)
 
     def label(row: dict[str, Any]) -> None:
-        row.update(cell=key, budget=cell.steps, wall_time=round(time.perf_counter() - start, 3),
-                   invariant=get_entry(parse_spec(cell.shaping).name).invariant)
+        row.update(cell=key, wall_time=round(time.perf_counter() - start, 3), invariant=invariant)
+        reached[0] = row["step"]
         if report is not None:
             report(key, row["step"])
 
-    return run_cell(cell, on_row=label)
+    try:
+        return run_cell(cell, on_row=label)
+    except Exception:
+        return [failure_row(cell, traceback.format_exc(), reached[0], time.perf_counter() - start)]
 
 
 def _run_with_queue(cell: Cell, progress: Any) -> list[dict[str, Any]]:
@@ -179,13 +252,21 @@ class _Progress:
         key = cell_id(cell)
         self.finished.add(key)
         self.step(key, self.budget[key])
-        last = rows[-1]
-        self.bar.write(f"done {cell.env_id} | {cell.shaping} | {cell.agent} | seed {cell.seed}: "
-                       f"return {last['return_mean']:.3f}, success {last['success_rate']:.2f} "
-                       f"in {last['wall_time']:.0f} s")
+        last, name = rows[-1], f"{cell.env_id} | {cell.shaping} | {cell.agent} | seed {cell.seed}"
+        if cell_failed(rows):
+            self.bar.write(f"FAILED {name} at step {last['step']:,}: {last['error'].splitlines()[-1]}")
+        else:
+            self.bar.write(f"done {name}: return {last['return_mean']:.3f}, success {last['success_rate']:.2f} "
+                           f"in {last['wall_time']:.0f} s")
 
     def close(self) -> None:
         self.bar.close()
+
+
+def _lost_worker(cell: Cell, error: BaseException, progress: _Progress) -> list[dict[str, Any]]:
+    """The failure row of a cell whose worker died (a crash the cell itself could not catch)."""
+    text = "".join(traceback.format_exception(error))
+    return [failure_row(cell, f"the worker running this cell died\n{text}", progress.done_steps[cell_id(cell)], 0.0)]
 
 
 def _local_backend(cells: list[Cell], jobs: int, progress: _Progress) -> Iterable[tuple[Cell, list[dict]]]:
@@ -202,7 +283,11 @@ def _local_backend(cells: list[Cell], jobs: int, progress: _Progress) -> Iterabl
                 pass
             for future in [f for f in pending if f.done()]:
                 pending.discard(future)
-                yield futures[future], future.result()
+                cell = futures[future]
+                try:
+                    yield cell, future.result()
+                except Exception as error:  # the worker process died (killed, out of memory)
+                    yield cell, _lost_worker(cell, error, progress)
 
 
 def _ray_backend(cells: list[Cell], jobs: int, progress: _Progress, address: str | None) -> Iterable[tuple[Cell, list[dict]]]:
@@ -224,7 +309,10 @@ def _ray_backend(cells: list[Cell], jobs: int, progress: _Progress, address: str
         while pending:
             ready, pending = ray.wait(pending, num_returns=1, timeout=1.0)
             for ref in ready:
-                yield refs[ref], ray.get(ref)
+                try:
+                    yield refs[ref], ray.get(ref)
+                except Exception as error:  # the worker or its node died
+                    yield refs[ref], _lost_worker(refs[ref], error, progress)
     finally:
         if started_here:
             ray.shutdown()
@@ -232,18 +320,23 @@ def _ray_backend(cells: list[Cell], jobs: int, progress: _Progress, address: str
 
 def run_grid(grid: Grid, out_dir: str | Path, jobs: int | None = None, backend: str = "local",
              address: str | None = None, progress: bool = True) -> dict[str, list[dict[str, Any]]]:
-    """Run every unfinished cell of ``grid`` and append its rows to ``out_dir/results.jsonl``.
+    """Run every cell of ``grid`` not yet finished in ``out_dir`` (failed ones again) and append
+    its rows to ``out_dir/results.jsonl``.
 
-    Returns every finished cell of ``out_dir`` (cell id -> rows), those of earlier runs included.
+    Returns every recorded cell of ``out_dir`` (cell id -> rows), those of earlier runs included;
+    failed cells have one row with ``"status": "failed"``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / RESULTS
-    finished = read_results(out)
+    all_cells = grid.cells()
+    recorded = read_results(out)
+    cells = [c for c in all_cells if cell_id(c) not in recorded or cell_failed(recorded[cell_id(c)])]
+    retried = {cell_id(c) for c in cells}
+    finished = {key: rows for key, rows in recorded.items() if key not in retried}
     if path.exists():
         _rewrite(path, finished)
-    cells = [c for c in grid.cells() if cell_id(c) not in finished]
-    skipped = len(grid.cells()) - len(cells)
+    skipped = len(all_cells) - len(cells)
     (out / "grid.json").write_text(json.dumps(grid.__dict__, indent=2) + "\n")
     if not cells:
         print(f"all {skipped} cells of this grid are already finished in {out}")
@@ -268,4 +361,9 @@ def run_grid(grid: Grid, out_dir: str | Path, jobs: int | None = None, backend: 
                 bar.finish(cell, rows)
     finally:
         bar.close()
+    failed = [rows[0] for key, rows in finished.items() if key in retried and cell_failed(rows)]
+    if failed:
+        print(f"bench: {len(failed)} of {len(cells)} cells failed (recorded in {path}; a rerun tries them again):")
+        for row in failed:
+            print(f"  {row['env_id']} | {row['shaping']} | {row['agent']} | seed {row['seed']}: {row['error'].splitlines()[-1]}")
     return finished

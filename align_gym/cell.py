@@ -2,12 +2,18 @@
 
 The agent trains on the shaped env and is evaluated every ``eval_every`` steps on the unshaped
 task, by the task reward alone. The demo and the bench run cells; nothing here prints.
+
+Every random stream of a cell (its training envs, the agent's initialisation and sampling, its
+evaluation episodes) derives from one :class:`numpy.random.SeedSequence` built from the seed *and*
+the rest of the cell's identity, so no two cells of a grid share a stream: the bootstrap in the
+report treats seeds, and methods, as independent samples, and that is what they are.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,14 +36,55 @@ class Cell:
     n_envs: int = 8
     hyperparams: dict[str, Any] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def definition(self) -> dict[str, Any]:
+        """Everything that defines the cell, as flat JSON fields: every row of the cell carries
+        them, and the report pools only cells whose definitions agree in all but ``seed``."""
+        out = {"env_id": self.env_id, "shaping": self.shaping, "agent": self.agent, "seed": self.seed,
+               "budget": self.steps, "eval_every": self.eval_every, "eval_episodes": self.eval_episodes,
+               "n_envs": self.n_envs}
+        out.update({f"hp.{key}": value for key, value in sorted(self.hyperparams.items())})
+        return out
+
+    def seed_sequence(self) -> np.random.SeedSequence:
+        """The root of the cell's random streams: the seed, with the env, shaping and agent as a
+        spawn key, so cells that differ in any of them (or in the seed) share no stream."""
+        label = zlib.crc32(f"{self.env_id}|{self.shaping}|{self.agent}".encode())
+        return np.random.SeedSequence(self.seed, spawn_key=(label,))
+
+    def seeds(self) -> CellSeeds:
+        train, agent, evaluation = self.seed_sequence().spawn(3)
+        return CellSeeds(train, int(agent.generate_state(1)[0] % 2**31), evaluation)
 
 
-def load_algorithm(name: str):
+DEFINITION_FIELDS = ("env_id", "shaping", "agent", "seed", "budget", "eval_every", "eval_episodes", "n_envs")
+
+
+def definition_of(row: dict[str, Any]) -> dict[str, Any]:
+    """The cell definition a result row carries (the inverse of :meth:`Cell.definition`)."""
+    return {k: v for k, v in row.items() if k in DEFINITION_FIELDS or k.startswith("hp.")}
+
+
+@dataclass
+class CellSeeds:
+    """The streams of one cell: ``train`` seeds the training envs (one sub-seed each, see
+    :func:`~align_gym.agents.sb3.env_seeds`), ``agent`` the SB3 model, ``evaluation`` the
+    evaluation episodes."""
+
+    train: np.random.SeedSequence
+    agent: int
+    evaluation: np.random.SeedSequence
+
+
+def algorithm_module(name: str) -> tuple[str, str]:
+    """The module and class of agent ``name``; ValueError naming the choices if unknown."""
     if name not in ALGORITHMS:
         raise ValueError(f"unknown agent {name!r}; choose one of {', '.join(ALGORITHMS)}")
     module_name, _, class_name = ALGORITHMS[name].partition(":")
+    return module_name, class_name
+
+
+def load_algorithm(name: str):
+    module_name, class_name = algorithm_module(name)
     try:
         module = __import__(module_name, fromlist=[class_name])
     except ImportError as error:
@@ -46,30 +93,39 @@ def load_algorithm(name: str):
 
 
 def run_cell(cell: Cell, on_row: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Train and evaluate one cell; returns its eval rows (also passed to ``on_row`` as they come)."""
+    """Train and evaluate one cell; returns its eval rows (also passed to ``on_row`` as they come).
+
+    Each row holds the evaluation (``step``, ``return_mean``, ``return_std``, ``success_rate``),
+    the means over the last 100 training episodes (``train_true_return``,
+    ``train_shaped_return``, ``train_term.<name>``) and the cell's :meth:`Cell.definition`.
+    """
     import torch
 
     from .agents.sb3 import RewardTermsCallback, TaskEvalCallback, make_vec_env
 
     torch.set_num_threads(1)  # cells run side by side, one core each
+    seeds = cell.seeds()
     hyper = dict(cell.hyperparams)
     gamma = hyper.setdefault("gamma", 0.99)  # one gamma for the agent and the shaping
-    venv = make_vec_env(cell.env_id, n_envs=cell.n_envs, shaping=cell.shaping, gamma=gamma, seed=cell.seed)
-    model = load_algorithm(cell.agent)("MlpPolicy", venv, seed=cell.seed, device="cpu", verbose=0, **hyper)
+    venv = make_vec_env(cell.env_id, n_envs=cell.n_envs, shaping=cell.shaping, gamma=gamma, seed=seeds.train)
+    model = load_algorithm(cell.agent)("MlpPolicy", venv, seed=seeds.agent, device="cpu", verbose=0, **hyper)
     terms = RewardTermsCallback()
+    definition = cell.definition()
 
     def add_training_stats(row: dict[str, Any]) -> None:
         episodes = list(terms.episodes)
         row["train_true_return"] = float(np.mean([e["true_return"] for e in episodes])) if episodes else None
         row["train_shaped_return"] = float(np.mean([e["shaped_return"] for e in episodes])) if episodes else None
-        names = sorted({n for e in episodes for n in e["terms"]})
-        row["train_terms"] = {n: float(np.mean([e["terms"].get(n, 0.0) for e in episodes])) for n in names}
-        row.update({k: v for k, v in cell.as_dict().items() if k in ("env_id", "shaping", "agent", "seed")})
+        for name in sorted({n for e in episodes for n in e["terms"]}):
+            row[f"train_term.{name}"] = float(np.mean([e["terms"].get(name, 0.0) for e in episodes]))
+        row.update(definition, status="ok")
         if on_row is not None:
             on_row(row)
 
-    evaluator = TaskEvalCallback(cell.env_id, cell.eval_every, cell.eval_episodes, seed=10_000 + 1000 * cell.seed,
+    evaluator = TaskEvalCallback(cell.env_id, cell.eval_every, cell.eval_episodes, seed=seeds.evaluation,
                                  on_row=add_training_stats)
-    model.learn(cell.steps, callback=[terms, evaluator])
-    venv.close()
+    try:
+        model.learn(cell.steps, callback=[terms, evaluator])
+    finally:
+        venv.close()
     return evaluator.rows

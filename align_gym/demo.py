@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .bench import Grid, run_grid
+from .bench import Grid, default_seeds, run_grid
 from .report import write_report
 
 DEMO_ENV = "Align/KeyDoor-8x8-v0"
@@ -18,7 +18,7 @@ DEMO_STEPS = 150_000
 
 def demo_grid(steps: int | None = None, seeds: int = 3) -> Grid:
     steps = steps or DEMO_STEPS
-    return Grid(envs=[DEMO_ENV], shapings=list(DEMO_SHAPINGS), agents=["ppo"], seeds=list(range(seeds)),
+    return Grid(envs=[DEMO_ENV], shapings=list(DEMO_SHAPINGS), agents=["ppo"], seeds=default_seeds(seeds),
                 steps=steps, eval_every=max(steps // 20, 1), eval_episodes=10)
 
 

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import time
 
+import numpy as np
 import pytest
 
 from align_gym.bench import Grid, cell_id, load_grid, read_results, run_grid
@@ -26,7 +27,12 @@ def test_a_tiny_grid_writes_rows_summary_and_curves(tmp_path):
     assert len(finished) == 2 * 2 * 2
     for rows in finished.values():
         assert [r["step"] for r in rows][0] == 0 and rows[-1]["step"] >= 2000
-        assert {"return_mean", "return_std", "success_rate", "train_shaped_return", "train_terms", "wall_time"} <= set(rows[-1])
+        assert {"return_mean", "return_std", "success_rate", "train_shaped_return", "wall_time", "status", "env_id",
+                "shaping", "agent", "seed", "budget", "n_envs", "hp.learning_rate"} <= set(rows[-1])
+        assert rows[-1]["status"] == "ok" and rows[-1]["seed"] >= 1000  # the bench's seeds, not the tuning ones
+        assert all(not isinstance(v, (dict, list)) for v in rows[-1].values())  # flat rows
+        if rows[-1]["shaping"] != "none":
+            assert "train_term.pbrs" in rows[-1]
     summary = (out / "summary.md").read_text()
     assert "## Align/KeyDoor-5x5-v0" in summary and "## Align/MountainCarSparse-v0" in summary
     assert "P(better than none)" in summary and "intervals are wide" in summary
@@ -40,8 +46,10 @@ def test_a_tiny_grid_writes_rows_summary_and_curves(tmp_path):
 
 def test_resume_after_the_bench_is_killed(tmp_path):
     out = tmp_path / "killed"
+    # cells long enough (a few seconds each) that the kill lands while some are still running
     args = ["align-gym", "bench", "--env", "Align/KeyDoor-5x5-v0", "--shaping", "none,pbrs(potential=distance)",
-            "--seeds", "3", *TINY, "--jobs", "1", "--out", str(out), "--quiet"]
+            "--seeds", "3", "--steps", "8000", "--eval-every", "4000", "--eval-episodes", "3", "--n-envs", "4",
+            "--jobs", "1", "--out", str(out), "--quiet"]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
     while len(read_results(out)) < 2 and time.time() < deadline:
@@ -67,7 +75,7 @@ def test_grid_from_toml_and_yaml(tmp_path):
         'envs = ["Align/KeyDoor-5x5-v0"]\nshapings = "none,pbrs(potential=reference, scale=2)"\n'
         'seeds = 3\nsteps = 5000\n[hyperparams.ppo]\nlearning_rate = 0.001\n')
     grid = load_grid(tmp_path / "grid.toml")
-    assert grid.shapings == ["none", "pbrs(potential=reference, scale=2)"] and grid.seeds == [0, 1, 2]
+    assert grid.shapings == ["none", "pbrs(potential=reference, scale=2)"] and grid.seeds == [1000, 1001, 1002]
     cells = grid.cells()
     assert len(cells) == 6 and cells[0].hyperparams["learning_rate"] == 0.001 and cells[0].hyperparams["gamma"] == 0.99
     pytest.importorskip("yaml")
@@ -78,6 +86,12 @@ def test_grid_from_toml_and_yaml(tmp_path):
 def test_bad_grids_fail_before_anything_runs(tmp_path):
     with pytest.raises(ValueError, match="did you mean 'pbrs'"):
         Grid(envs=["Align/KeyDoor-5x5-v0"], shapings=["pbsr"])
+    with pytest.raises(ValueError, match="unknown env id 'Align/KeyDor-5x5-v0'"):
+        Grid(envs=["Align/KeyDor-5x5-v0"], shapings=["none"])
+    with pytest.raises(ValueError, match="unknown agent 'ppp'"):
+        Grid(envs=["Align/KeyDoor-5x5-v0"], shapings=["none"], agents=["ppp"])
+    with pytest.raises(ValueError, match="pass a callable"):  # a shaping that does not fit one of the envs
+        Grid(envs=["Align/KeyDoor-5x5-v0", "CartPole-v1"], shapings=["pbrs(potential=reference)"])
     (tmp_path / "grid.toml").write_text('envs = ["Align/KeyDoor-5x5-v0"]\nshapings = ["none"]\nsteeps = 3\n')
     with pytest.raises(ValueError, match="unknown grid keys"):
         load_grid(tmp_path / "grid.toml")
@@ -107,3 +121,66 @@ def test_ray_backend_gives_the_same_rows_as_local(tmp_path):
 
     assert comparable(local) == comparable(remote)
     assert json.loads((tmp_path / "ray" / "results.jsonl").read_text().splitlines()[-1])["done"]
+
+
+def test_a_failing_cell_is_recorded_and_every_other_cell_is_saved(tmp_path, capsys):
+    grid = Grid(envs=["Align/KeyDoor-5x5-v0", "broken_env:BrokenKeyDoor-v0"], shapings=["none", "pbrs(potential=reference)"],
+                seeds=[1000], steps=1024, eval_every=256, eval_episodes=2, n_envs=2)
+    results = run_grid(grid, tmp_path, jobs=2, progress=False)
+    assert len(results) == 4
+    failed = {key: rows for key, rows in results.items() if rows[0]["status"] == "failed"}
+    assert {rows[0]["env_id"] for rows in failed.values()} == {"broken_env:BrokenKeyDoor-v0"} and len(failed) == 2
+    for rows in failed.values():
+        assert len(rows) == 1 and "RuntimeError: broken on purpose" in rows[0]["error"]
+        assert rows[0]["step"] >= 256 and rows[0]["shaping"] and rows[0]["seed"] == 1000
+    for key, rows in results.items():
+        if key not in failed:
+            assert rows[-1]["step"] >= 1024 and all(r["status"] == "ok" for r in rows)
+    assert "2 of 4 cells failed" in capsys.readouterr().out
+    summary = write_report(tmp_path)
+    assert "## Failed cells" in summary and "broken on purpose" in summary
+    assert "## Align/KeyDoor-5x5-v0" in summary and "## broken_env" not in summary
+    # a rerun keeps the finished cells and tries the failed ones again
+    again = run_grid(grid, tmp_path, jobs=2, progress=False)
+    assert "2 cells to run (2 finished earlier, skipped)" in capsys.readouterr().out
+    assert {k: v for k, v in again.items() if k not in failed} == {k: v for k, v in results.items() if k not in failed}
+
+
+def test_report_never_pools_two_grids_that_differ_in_more_than_the_seed(tmp_path):
+    for steps in (1024, 1536):
+        run_grid(Grid(envs=["Align/KeyDoor-5x5-v0"], shapings=["none", "pbrs(potential=reference)"], seeds=[1000, 1001],
+                      steps=steps, eval_every=512, eval_episodes=2, n_envs=2), tmp_path, jobs=2, progress=False)
+    summary = write_report(tmp_path)
+    table = [line for line in summary.splitlines() if line.startswith("| none") or line.startswith("| pbrs")]
+    assert len(table) == 4  # two budgets x two shapings, each of 2 seeds, never 4 seeds pooled
+    assert sum("none [budget=1024]" in line for line in table) == 1 and sum("none [budget=1536]" in line for line in table) == 1
+    assert all(line.split("|")[3].strip() == "2" for line in table)
+    # AUC uses each entry's own budget, and P(better than none) compares within the same budget
+    pbrs_1536 = next(line for line in table if line.startswith("| pbrs(potential=reference) [budget=1536]"))
+    assert "1,536" in pbrs_1536 and "—" not in pbrs_1536
+
+
+def test_no_two_cells_of_a_grid_share_an_env_stream():
+    from align_gym.agents import env_seeds
+
+    grid = Grid(envs=["Align/KeyDoor-5x5-v0", "Align/PointMaze-v0"], shapings=["none", "pbrs(potential=reference)"],
+                seeds=list(range(1000, 1005)), steps=1000, eval_episodes=20)
+    seen: dict[int, str] = {}
+    for cell in grid.cells():
+        seeds = cell.seeds()
+        for seed in env_seeds(seeds.train, cell.n_envs) + env_seeds(seeds.evaluation, cell.eval_episodes):
+            assert seed not in seen, f"{cell_id(cell)} shares env seed {seed} with {seen[seed]}"
+            seen[seed] = cell_id(cell)
+    assert len(seen) == 2 * 2 * 5 * (8 + 20)
+    # and make_vec_env really seeds sub-env i with env_seeds(seed)[i]
+    import gymnasium as gym
+
+    from align_gym.agents import make_vec_env
+
+    cell = grid.cells()[0]
+    venv = make_vec_env(cell.env_id, n_envs=cell.n_envs, gamma=0.99, seed=cell.seeds().train)
+    first = venv.reset()
+    for i, seed in enumerate(env_seeds(cell.seeds().train, cell.n_envs)):
+        env = gym.make(cell.env_id)
+        env.reset(seed=seed)
+        np.testing.assert_array_equal(env.reset()[0], first[i])
