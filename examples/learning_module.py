@@ -16,7 +16,13 @@ from pathlib import Path
 import numpy as np
 from stable_baselines3 import PPO
 
-from align_gym.agents import RewardTermsCallback, evaluate, load_checkpoint, make_vec_env, save_checkpoint
+from align_gym.agents import (
+    RewardTermsCallback,
+    evaluate,
+    load_checkpoint,
+    make_vec_env,
+    save_checkpoint,
+)
 from align_gym.wrappers import RewardModule, TransitionBatch, is_invariant, register_shaping
 
 

@@ -149,3 +149,67 @@ def test_sb3_adapter_uses_the_terminal_observation():
                 assert "episode_summary" in infos[i]
         prev = obs.copy()
     assert ended["terminated"] > 0 and ended["truncated"] > 0
+
+
+class BatchedPhi:
+    """phi with a batch form, counting calls of each."""
+
+    def __init__(self):
+        self.single_calls, self.batch_calls, self.values = 0, 0, 0
+
+    def __call__(self, obs):
+        self.single_calls += 1
+        return phi(obs)
+
+    def batch(self, items):
+        self.batch_calls += 1
+        self.values += len(items)
+        return [phi(obs) for obs in items]
+
+
+@pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
+def test_vector_adapter_calls_a_batch_potential_once_per_step_and_each_state_once(mode):
+    n, steps = 4, 100
+    envs = gym.make_vec("CartPole-v1", num_envs=n, vectorization_mode="sync", max_episode_steps=12,
+                        vector_kwargs={"autoreset_mode": mode})
+    potential = BatchedPhi()
+    envs = PotentialShapingVector(envs, potential=potential, gamma=GAMMA)
+    obs, _ = envs.reset(seed=0)
+    prev, rng = obs.copy(), np.random.default_rng(0)
+    starting, fresh = np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
+    transitions = first_steps = terminations = 0
+    for _ in range(steps):
+        obs, _, terminated, truncated, infos = envs.step(rng.integers(2, size=n))
+        for i in np.flatnonzero(~starting):  # the terms are still exact
+            final = infos["final_obs"][i] if mode == AutoresetMode.SAME_STEP and (terminated[i] or truncated[i]) else obs[i]
+            assert infos["reward_terms"]["pbrs"][i] == pytest.approx(expected_term(prev[i], final, terminated[i]), abs=1e-9)
+            transitions, first_steps, terminations = transitions + 1, first_steps + fresh[i], terminations + terminated[i]
+            fresh[i] = terminated[i] or truncated[i]
+        prev = obs.copy()
+        starting = (terminated | truncated) if mode == AutoresetMode.NEXT_STEP else np.zeros(n, dtype=bool)
+    assert potential.single_calls == 0 and potential.batch_calls <= steps
+    # one value per state reached, nothing recomputed: Phi(s') of every non-terminal transition,
+    # and Phi(s0) of every episode's first transition
+    assert potential.values == transitions - terminations + first_steps
+
+
+def test_single_env_and_sb3_adapters_evaluate_each_state_once():
+    counted = BatchedPhi()
+    env = PotentialShaping(short_cartpole(), potential=lambda obs: counted(obs), gamma=GAMMA)
+    env.reset(seed=0)
+    steps = first_steps = terminations = 0
+    fresh = True
+    for _ in range(100):
+        _, _, terminated, truncated, _ = env.step(0)
+        steps, first_steps, terminations = steps + 1, first_steps + fresh, terminations + int(terminated)
+        fresh = terminated or truncated
+        if fresh:
+            env.reset()
+    assert counted.single_calls == steps - terminations + first_steps
+    counted = BatchedPhi()
+    venv = PotentialShapingVecEnv(sb3_make_vec_env(short_cartpole, n_envs=3, seed=0), potential=counted, gamma=GAMMA)
+    venv.reset()
+    for _ in range(50):
+        venv.step(np.zeros(3, dtype=int))
+    # at most one call per vector step (none where every row is terminal and Phi(s) is known)
+    assert 40 <= counted.batch_calls <= 50 and counted.single_calls == 0

@@ -31,7 +31,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from .terms import ENV_REWARD, EPISODE_SUMMARY, REWARD_TERMS, EpisodeTracker, record_terms
+from .terms import ENV_REWARD, EPISODE_SUMMARY, EpisodeTracker
 
 
 @dataclass(slots=True)
@@ -221,8 +221,7 @@ class ShapingWrapper(gym.Wrapper):
             term = float(driver.module.reward(batch)[0])
             if driver.learns:
                 driver.log(batch)
-        shaped = record_terms(info, reward, driver.name, term)
-        self._tracker.add(0, info[ENV_REWARD], shaped, info[REWARD_TERMS])
+        shaped = self._tracker.record(0, info, reward, driver.name, term)
         self._obs, self._state = obs, state
         if terminated or truncated:
             info[EPISODE_SUMMARY] = self._tracker.finish(0, info.get("success")).as_dict()

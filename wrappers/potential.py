@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from gymnasium.utils import RecordConstructorArgs
 
 from .core import RewardModule, ShapingWrapper, TransitionBatch
@@ -80,7 +81,8 @@ class PotentialReward(RewardModule):
         self.name = name
         self.source = source
         self._batch_potential = getattr(potential, "batch", None)
-        read = ("obs", "next_obs") if source == "obs" else ("states", "next_states")
+        self._on_states = source == "state"
+        read = ("states", "next_states") if self._on_states else ("obs", "next_obs")
         self.needs = frozenset({*read, "terminated", "truncated", "episode_ids"})
         self._phi_next: dict[int, float] = {}  # episode id -> Phi(s') of its latest transition
 
@@ -94,22 +96,25 @@ class PotentialReward(RewardModule):
         return [float(self.potential(item)) for item in items]
 
     def reward(self, batch: TransitionBatch) -> list[float]:
-        before, after = (batch.obs, batch.next_obs) if self.source == "obs" else (batch.states, batch.next_states)
-        ids, terminated, truncated = batch.episode_ids, batch.terminated, batch.truncated
-        n = len(ids)
-        if n == 1 and self._batch_potential is None:
+        ids = batch.episode_ids
+        if len(ids) == 1 and self._batch_potential is None:
             # The single-env adapter's case, in plain floats: the general path below costs ~2 us
             # of list handling, half an Align env's whole step. Same arithmetic, same cache.
             episode = ids[0]
             phi = self._phi_next.pop(episode, None)
             if phi is None:
-                phi = float(self.potential(before[0]))
+                phi = float(self.potential((batch.states if self._on_states else batch.obs)[0]))
             phi_next = 0.0
-            if not terminated[0]:
-                phi_next = float(self.potential(after[0]))
-                if not truncated[0]:
+            if not batch.terminated[0]:
+                phi_next = float(self.potential((batch.next_states if self._on_states else batch.next_obs)[0]))
+                if not batch.truncated[0]:
                     self._phi_next[episode] = phi_next
             return [self.scale * (self.gamma * phi_next - phi)]
+        before, after = (batch.states, batch.next_states) if self._on_states else (batch.obs, batch.next_obs)
+        terminated, truncated = batch.terminated, batch.truncated
+        # Python lists: numpy element access is slower than the arithmetic here.
+        ids, terminated, truncated = _as_list(ids), _as_list(terminated), _as_list(truncated)
+        n = len(ids)
         phi = [self._phi_next.pop(episode, None) for episode in ids]
         missing = [i for i in range(n) if phi[i] is None]  # first steps of episodes
         # Phi(terminal) = 0: a terminal state has no future to pay for (Ng et al. 1999). On
@@ -124,6 +129,10 @@ class PotentialReward(RewardModule):
             if not truncated[i]:
                 self._phi_next[ids[i]] = value
         return [self.scale * (self.gamma * phi_next[i] - phi[i]) for i in range(n)]
+
+
+def _as_list(values: Sequence[Any]) -> list[Any]:
+    return values.tolist() if isinstance(values, np.ndarray) else list(values)
 
 
 def make_potential_reward(env: Any, potential: str | PotentialFn, gamma: float, scale: float = 1.0,

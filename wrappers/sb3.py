@@ -17,7 +17,8 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from .core import ModuleDriver, TransitionBatch
 from .potential import make_potential_reward
-from .terms import ENV_REWARD, EPISODE_SUMMARY, REWARD_TERMS, EpisodeTracker, record_terms
+from .terms import ENV_REWARD, EPISODE_SUMMARY, EpisodeTracker
+from .vector import copy_obs, obs_rows
 
 
 class ShapingVecEnvWrapper(VecEnvWrapper):
@@ -58,7 +59,7 @@ class ShapingVecEnvWrapper(VecEnvWrapper):
 
     def reset(self):
         obs = self.venv.reset()
-        self._obs = _copy(obs)
+        self._obs = obs_rows(copy_obs(obs), self.num_envs)
         reset_infos = self._reset_infos()
         self._states = [info.get("state", {}) for info in reset_infos]
         for i in range(self.num_envs):
@@ -69,7 +70,8 @@ class ShapingVecEnvWrapper(VecEnvWrapper):
     def _start_episodes(self, indices: Any, obs: Any, reset_infos: list[dict[str, Any]]) -> None:
         indices = list(indices)
         if self.driver.hears_starts and indices:
-            self.driver.start_episodes(self._tracker.episode_ids[indices].copy(), [_row(obs, i) for i in indices],
+            rows = obs_rows(obs, self.num_envs)
+            self.driver.start_episodes(self._tracker.episode_ids[indices].copy(), [rows[i] for i in indices],
                                        [reset_infos[i].get("caption", "") for i in indices],
                                        [self._states[i] for i in indices])
 
@@ -82,46 +84,35 @@ class ShapingVecEnvWrapper(VecEnvWrapper):
         n = self.num_envs
         truncated = np.array([bool(info.get("TimeLimit.truncated", False)) for info in infos])
         terminated = np.asarray(dones, dtype=bool) & ~truncated
-        next_obs = [infos[i]["terminal_observation"] if dones[i] else _row(obs, i) for i in range(n)]
+        rows = obs_rows(copy_obs(obs), n)  # a copy: modules may keep the rows in their logs
+        next_obs = [infos[i]["terminal_observation"] if dones[i] else rows[i] for i in range(n)]
         env_rewards = np.array([info.get(ENV_REWARD, rewards[i]) for i, info in enumerate(infos)], dtype=np.float64)
         term = np.zeros(n)
         if self.driver.module is not None:
             batch = TransitionBatch(
-                obs=[_row(self._obs, i) for i in range(n)], actions=list(self._actions), next_obs=next_obs,
+                obs=self._obs, actions=list(self._actions), next_obs=next_obs,
                 captions=[info.get("caption", "") for info in infos], states=self._states,
                 next_states=[info.get("state", {}) for info in infos], env_rewards=env_rewards,
                 terminated=terminated, truncated=truncated, episode_ids=self._tracker.episode_ids.copy(),
             )
             term = np.asarray(self.driver.reward(batch), dtype=np.float64)
-        shaped = np.array([record_terms(infos[i], rewards[i], self.driver.name, term[i]) for i in range(n)], dtype=np.float32)
+        shaped = np.array([self._tracker.record(i, infos[i], rewards[i], self.driver.name, term[i]) for i in range(n)],
+                          dtype=np.float32)
 
         ended = np.flatnonzero(dones)
         reset_infos = self._reset_infos() if len(ended) else None
         next_states = []
         for i in range(n):
-            self._tracker.add(i, infos[i][ENV_REWARD], shaped[i], infos[i][REWARD_TERMS])
             if dones[i]:
                 infos[i][EPISODE_SUMMARY] = self._tracker.finish(i, infos[i].get("success")).as_dict()
                 next_states.append(reset_infos[i].get("state", {}))
             else:
                 next_states.append(infos[i].get("state", {}))
         self._states = next_states  # a new list: the batch above keeps the old one
-        self._obs = _copy(obs)
+        self._obs = rows
         if len(ended):
             self._start_episodes(ended, obs, reset_infos)
         return obs, shaped, dones, infos
-
-
-def _row(obs: Any, index: int) -> Any:
-    if isinstance(obs, dict):
-        return {k: v[index] for k, v in obs.items()}
-    return obs[index]
-
-
-def _copy(obs: Any) -> Any:
-    if isinstance(obs, dict):
-        return {k: np.copy(v) for k, v in obs.items()}
-    return np.copy(obs)
 
 
 class PotentialShapingVecEnv(ShapingVecEnvWrapper):

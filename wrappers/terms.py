@@ -3,7 +3,7 @@
 - ``info["env_reward"]`` is the task reward of the step; the first shaping layer records it and
   no later layer changes it.
 - Each shaping layer adds ``info["reward_terms"][name]`` (already scaled) and returns the reward it
-  received plus its term, so a stack of layers returns ``env_reward + sum(reward_terms.values())``.
+  received plus its term (:meth:`EpisodeTracker.record` for single envs, the vector adapter by arrays), so a stack of layers returns ``env_reward + sum(reward_terms.values())``.
 - At an episode's end ``info["episode_summary"]`` holds the true return (sum of ``env_reward``),
   the shaped return, each term's sum, success and length. The outermost layer writes it last, so
   it sees every term of the stack.
@@ -56,13 +56,30 @@ class EpisodeTracker:
         self.episode_ids[index] = self._next_id
         self._next_id += 1
 
-    def add(self, index: int, env_reward: float, shaped_reward: float, terms: dict[str, float]) -> None:
+    def record(self, index: int, info: dict[str, Any], reward: float, name: str | None, term: float) -> float:
+        """One step of sub-env ``index`` under one layer: write the layer's term into the step's
+        ``info`` (in place: the terms dict belongs to this step's info, built by the innermost
+        layer), add the step to the episode's sums, and return the reward the layer passes on.
+        Plain floats throughout: this runs once per env step."""
+        reward = float(reward)
+        env_reward = info.setdefault(ENV_REWARD, reward)
+        terms = info.get(REWARD_TERMS)
+        if terms is None:
+            terms = info[REWARD_TERMS] = {}
+        shaped = reward
+        if name is not None:
+            if name in terms:
+                raise ValueError(f"two shaping layers are both named {name!r}: give one of them another name=")
+            terms[name] = term = float(term)
+            shaped += term
         episode = self._current[index]
-        episode.true_return += float(env_reward)
-        episode.shaped_return += float(shaped_reward)
-        for name, value in terms.items():
-            episode.terms[name] = episode.terms.get(name, 0.0) + float(value)
+        episode.true_return += env_reward
+        episode.shaped_return += shaped
+        sums = episode.terms
+        for key, value in terms.items():
+            sums[key] = sums.get(key, 0.0) + value
         episode.length += 1
+        return shaped
 
     def add_rows(self, indices: Any, env_rewards: np.ndarray, shaped: np.ndarray, terms: dict[str, np.ndarray]) -> None:
         """:meth:`add` for the sub-envs ``indices`` of one vector step, from per-env arrays."""
@@ -82,22 +99,6 @@ class EpisodeTracker:
         episode.success = None if success is None else bool(success)
         self.restart(index)
         return episode
-
-
-def record_terms(info: dict[str, Any], reward: float, name: str | None, term: float) -> float:
-    """Write one layer's term into a single env's ``info`` (in place: the terms dict belongs to
-    this step's info, built by the innermost layer) and return the reward it passes on."""
-    if ENV_REWARD not in info:
-        info[ENV_REWARD] = float(reward)
-    terms = info.get(REWARD_TERMS)
-    if terms is None:
-        terms = info[REWARD_TERMS] = {}
-    if name is None:
-        return float(reward)
-    if name in terms:
-        raise ValueError(f"two shaping layers are both named {name!r}: give one of them another name=")
-    terms[name] = term = float(term)
-    return float(reward) + term
 
 
 def with_term(terms: dict[str, Any] | None, name: str | None, value: Any) -> dict[str, Any]:

@@ -46,26 +46,28 @@ def obs_rows(obs: Any, n: int) -> list[Any]:
     return list(obs)
 
 
-def _copy(obs: Any) -> Any:
+def copy_obs(obs: Any) -> Any:
     if isinstance(obs, dict):
         return {key: np.copy(value) for key, value in obs.items()}
     return obs.copy() if isinstance(obs, np.ndarray) else list(obs)
 
 
-def info_column(infos: dict[str, Any], key: str, n: int, default: Any = None) -> list[Any]:
+def info_column(infos: dict[str, Any], key: str, n: int, default: Any = None, masked: bool = True) -> list[Any]:
     """Every sub-env's value of ``key`` (``default`` where a sub-env has none), nested dicts
     rebuilt per sub-env: a column at a time, since per-item lookups cost more than the env step."""
     if key not in infos:
         return [default] * n
-    value, mask = infos[key], infos.get(f"_{key}")
+    value = infos[key]
     if isinstance(value, dict):
         names = [k for k in value if not k.startswith("_")]
-        columns = [info_column(value, k, n) for k in names]
+        # A sub-env that gave the dict gave all its keys: the outer mask covers the inner ones.
+        columns = [info_column(value, k, n, masked=False) for k in names]
         out = [dict(zip(names, row)) for row in zip(*columns)] if names else [{} for _ in range(n)]
     elif isinstance(value, np.ndarray) and value.ndim == 1:
         out = value.tolist()  # plain Python scalars, as a single env gives them
     else:
         out = list(value)
+    mask = infos.get(f"_{key}") if masked else None
     if mask is not None and not mask.all():
         out = [v if present else default for v, present in zip(out, mask)]
     return out
@@ -106,7 +108,7 @@ class ShapingVectorWrapper(VectorWrapper):
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
         obs, infos = self.env.reset(seed=seed, options=options)
         n = self.num_envs
-        self._obs = obs_rows(_copy(obs), n)
+        self._obs = obs_rows(copy_obs(obs), n)
         self._states = info_column(infos, "state", n, {}) if self.driver.needs_states else [{}] * n
         self._needs_reset[:] = False
         for i in range(n):
@@ -127,32 +129,11 @@ class ShapingVectorWrapper(VectorWrapper):
         n = self.num_envs
         done = np.asarray(terminated | truncated, dtype=bool)
         env_rewards = np.asarray(infos.get(ENV_REWARD, rewards), dtype=np.float64)
-        starting = self._needs_reset.copy()  # next-step autoreset: these steps are resets, not transitions
+        starting = self._needs_reset  # next-step autoreset: these steps are resets, not transitions
         real = np.flatnonzero(~starting)
-        # Only what the module reads: rebuilding per-env dicts from the merged info costs.
-        states = info_column(infos, "state", n, {}) if self.driver.needs_states else [{}] * n
-        captions = info_column(infos, "caption", n, "") if self.driver.needs_captions else [""] * n
-        # A transition's own info: same-step autoreset moves the ended ones' to info["final_info"]
-        # (and their final observation to info["final_obs"]), leaving the reset info in its place.
-        next_obs, next_states, next_captions = obs_rows(obs, n), states, captions
-        final = np.flatnonzero(done) if self.same_step else []
-        if len(final):
-            final_states = info_column(infos["final_info"], "state", n, {}) if self.driver.needs_states else states
-            final_captions = info_column(infos["final_info"], "caption", n, "") if self.driver.needs_captions else captions
-            next_states, next_captions = list(states), list(captions)
-            for i in final:
-                next_obs[i], next_states[i], next_captions[i] = infos["final_obs"][i], final_states[i], final_captions[i]
-
         term = np.zeros(n)
-        if self.driver.module is not None and len(real):
-            batch = TransitionBatch(
-                obs=[self._obs[i] for i in real], actions=[actions[i] for i in real],
-                next_obs=[next_obs[i] for i in real], captions=[next_captions[i] for i in real],
-                states=[self._states[i] for i in real], next_states=[next_states[i] for i in real],
-                env_rewards=env_rewards[real], terminated=np.asarray(terminated)[real],
-                truncated=np.asarray(truncated)[real], episode_ids=self._tracker.episode_ids[real].copy(),
-            )
-            term[real] = self.driver.reward(batch)
+        if self.driver.module is not None:
+            term[real] = self._module_terms(obs, actions, terminated, truncated, infos, env_rewards, done, real)
         shaped = np.asarray(rewards, dtype=np.float64) + term
         infos[ENV_REWARD] = env_rewards
         # Inner layers' terms, without gymnasium's "_name" masks (a sub-env wrapper's terms arrive
@@ -165,19 +146,51 @@ class ShapingVectorWrapper(VectorWrapper):
         infos.pop(f"_{REWARD_TERMS}", None)
 
         self._tracker.add_rows(real, env_rewards, shaped, terms)
-        summaries: list = [None] * n
-        for i in np.flatnonzero(done & ~starting):
-            summaries[i] = self._tracker.finish(i, info_item(infos["final_info"] if self.same_step else infos, "success", i))
-        if any(s is not None for s in summaries):
+        ended = np.flatnonzero(done & ~starting)
+        if len(ended):
+            summaries: list = [None] * n
+            step_infos = infos["final_info"] if self.same_step else infos
+            for i in ended:  # finish() also gives the sub-env a new episode id
+                summaries[i] = self._tracker.finish(i, info_item(step_infos, "success", i))
             infos[EPISODE_SUMMARY], infos[f"_{EPISODE_SUMMARY}"] = summaries_to_arrays(summaries)
-
-        # What the next step's transitions start from (finish() already gave ended envs a new
-        # episode id; with next-step autoreset the reset step itself is skipped above).
-        self._obs = obs_rows(_copy(obs), n)
-        self._states = states  # the reset state where an episode ended with same-step autoreset
         self._start_episodes(np.flatnonzero(done if self.same_step else starting), obs, infos)
         self._needs_reset = np.zeros(n, dtype=bool) if self.same_step else done
         return obs, shaped, terminated, truncated, infos
+
+    def _module_terms(self, obs, actions, terminated, truncated, infos, env_rewards, done, real) -> Any:
+        """The module's terms for the real transitions of this step; keeps what the next step's
+        transitions start from (the reset observation and state where an episode just reset)."""
+        n = self.num_envs
+        rows = obs_rows(copy_obs(obs), n)  # a copy: a vector env may reuse its buffer, and modules keep logs
+        # Only what the module reads: rebuilding per-env dicts from the merged info costs.
+        states = info_column(infos, "state", n, {}) if self.driver.needs_states else [{}] * n
+        captions = info_column(infos, "caption", n, "") if self.driver.needs_captions else [""] * n
+        # A transition's own info: same-step autoreset moves the ended ones' to info["final_info"]
+        # (and their final observation to info["final_obs"]), leaving the reset info in its place.
+        next_obs, next_states, next_captions = rows, states, captions
+        final = np.flatnonzero(done) if self.same_step else []
+        if len(final):
+            final_info = infos["final_info"]
+            final_states = info_column(final_info, "state", n, {}) if self.driver.needs_states else states
+            final_captions = info_column(final_info, "caption", n, "") if self.driver.needs_captions else captions
+            next_obs, next_states, next_captions = list(rows), list(states), list(captions)
+            for i in final:
+                next_obs[i], next_states[i], next_captions[i] = infos["final_obs"][i], final_states[i], final_captions[i]
+
+        def take(values: Any) -> Any:  # the real transitions' rows (all of them, most steps)
+            return values if len(real) == n else [values[i] for i in real]
+
+        terms: Any = []
+        if len(real):
+            batch = TransitionBatch(
+                obs=take(self._obs), actions=take(list(actions)), next_obs=take(next_obs), captions=take(next_captions),
+                states=take(self._states), next_states=take(next_states), env_rewards=env_rewards[real],
+                terminated=np.asarray(terminated)[real], truncated=np.asarray(truncated)[real],
+                episode_ids=self._tracker.episode_ids[real],
+            )
+            terms = self.driver.reward(batch)
+        self._obs, self._states = rows, states
+        return terms
 
 
 class PotentialShapingVector(ShapingVectorWrapper):
