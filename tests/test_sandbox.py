@@ -1,10 +1,11 @@
 """The sandbox for LLM-written functions: static check, limits, containment, correct values.
 
-Everything runs real worker processes (spawn); nothing is mocked.
+Everything runs real worker processes; nothing is mocked.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import pickle
@@ -16,6 +17,7 @@ import textwrap
 import threading
 import time
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -577,11 +579,23 @@ def test_close_context_manager_and_pickle():
     f.close()
     with pytest.raises(ValueError, match="closed"):
         f(1)
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
+    assert f.pid is None
     with copy:
         assert copy(5) == 10.0
+        assert copy.pid == pid  # the same long-lived worker: same limits, same process
     assert "closed" in repr(copy)
+
+
+def test_functions_with_the_same_limits_share_one_worker():
+    with load_function(fn("return 1"), "f") as f, load_function(fn("return 2"), "f") as g, \
+            load_function(fn("return 3"), "f", memory_mb=300) as h:
+        assert (f({}), g({}), h({})) == (1, 2, 3)
+        assert f.pid == g.pid != h.pid
+        # a worker that died while idle is replaced, and both functions load again in the new one
+        first = f.pid
+        os.kill(first, signal.SIGKILL)
+        time.sleep(0.2)
+        assert (g({}), f({})) == (2, 1) and f.pid == g.pid != first
 
 
 def test_workers_are_stopped_at_interpreter_exit():
@@ -609,3 +623,76 @@ def test_bad_arguments():
         load_function(fn("return 0"), "f", timeout=0)
     with pytest.raises(TypeError):
         load_function(b"def f(s): return 0", "f")
+
+
+# -------------------------------------------------------------------------------------------
+# Anywhere: unguarded scripts, daemonic vector-env workers, fork
+# -------------------------------------------------------------------------------------------
+
+
+def test_an_unguarded_script_runs_once(tmp_path):
+    marks = tmp_path / "marks.txt"
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent(f"""
+        # no `if __name__ == "__main__":` guard, as many training scripts are written
+        from align_gym.llm_rewards.sandbox import load_function
+        with open({str(marks)!r}, "a") as fh:
+            fh.write("ran\\n")  # a side effect that must happen once
+        f = load_function("def f(s):\\n    return s['x'] + 1\\n", "f", returns="float")
+        print(f({{"x": 1}}), f.batch([{{"x": 2}}, {{"x": 3}}]))
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["2.0", "[3.0,", "4.0]"]
+    assert marks.read_text() == "ran\n"
+
+
+def test_works_inside_sb3_subprocvecenv_workers():
+    from sandboxed_env import SandboxedPotentialEnv
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    venv = SubprocVecEnv([SandboxedPotentialEnv] * 2)
+    try:
+        venv.reset()
+        for expected in (2.0, 4.0):
+            _, _, _, infos = venv.step(np.zeros(2, dtype=int))
+            assert [info["phi"] for info in infos] == [expected, expected]
+        assert len({info["pid"] for info in infos}) == 2 and os.getpid() not in {info["pid"] for info in infos}
+        assert all(info["worker"] not in (None, info["pid"]) for info in infos)
+    finally:
+        venv.close()
+
+
+def test_works_inside_gymnasium_asyncvectorenv_workers():
+    from sandboxed_env import SandboxedPotentialEnv
+
+    envs = gym.vector.AsyncVectorEnv([SandboxedPotentialEnv] * 2)
+    try:
+        envs.reset(seed=0)
+        _, _, _, _, infos = envs.step(np.zeros(2, dtype=int))
+        _, _, _, _, infos = envs.step(np.zeros(2, dtype=int))
+        assert infos["phi"].tolist() == [4.0, 4.0]
+    finally:
+        envs.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_starts_its_own_worker():
+    with load_function(fn("return state * 3"), "f", returns="float") as f:
+        assert f(1) == 3.0
+        parent_worker = f.pid
+        read_end, write_end = os.pipe()
+        child = os.fork()
+        if child == 0:  # the child: never talk on the parent's pipes
+            try:
+                value, worker = f(2), f.pid
+                os.write(write_end, json.dumps([value, worker]).encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        _, status = os.waitpid(child, 0)
+        value, child_worker = json.loads(os.read(read_end, 1000))
+        os.close(read_end)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert value == 6.0 and child_worker not in (None, parent_worker)
+        assert f(4) == 12.0 and f.pid == parent_worker  # the parent's worker is untouched

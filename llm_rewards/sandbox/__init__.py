@@ -42,8 +42,9 @@ What it guards against, in two layers:
    ``try``/``except`` is allowed on purpose: LLM code uses it for missing keys, and it cannot
    catch what stops runaway code (the parent's kill on timeout, the kernel's signals for CPU
    time), while the exception objects it yields lead nowhere without dunder attributes.
-2. **Worker process** (``multiprocessing`` *spawn* context, one per function, reused across
-   calls). The code runs with a restricted ``__builtins__`` (:data:`ALLOWED_BUILTINS`) and with
+2. **Worker process** (its own program, ``python -I -m align_gym.llm_rewards.sandbox.worker``,
+   started with :mod:`subprocess`; one long-lived worker per set of limits in each process, serving
+   every function with those limits, each in its own namespace). The code runs with a restricted ``__builtins__`` (:data:`ALLOWED_BUILTINS`) and with
    ``math`` and ``numpy`` replaced by read-only proxies that expose numerical functions only
    (:data:`MATH_ALLOWED`, :data:`NUMPY_ALLOWED`): no ``np.load``/``save``/``fromfile``/``memmap``/
    ``ctypeslib``/``lib``/``frombuffer``/``random``..., and ``np.ndarray`` is a stand-in good for
@@ -70,20 +71,18 @@ the timeout, not prevented. Run untrusted code as an unprivileged user in a cont
 Practical notes: a worker starts in a few tenths of a second; a round trip costs tens of
 microseconds, so batch per vector step where you can. Module-level state (a global list the code
 appends to) lives as long as the worker, so keep potentials pure. The limits need POSIX
-``resource`` (Linux; where a limit is missing it is skipped, the timeout still applies). Workers
-are started with the *spawn* method, which re-imports the parent's ``__main__`` module in each
-worker: keep a script's work under ``if __name__ == "__main__":``. A daemonic process (e.g. a
-``SubprocVecEnv`` or ``AsyncVectorEnv`` env worker) cannot start processes, so call sandboxed
-functions from the main process, for example in a vector-level wrapper with
-:meth:`SandboxedFunction.batch`.
+``resource`` (Linux; where a limit is missing it is skipped, the timeout still applies). The
+worker is a program of its own, not a :mod:`multiprocessing` child, so it works from a script
+without a main guard (nothing of the script runs again), from daemonic processes (SB3
+``SubprocVecEnv`` and gymnasium ``AsyncVectorEnv`` workers), from Ray tasks and after ``fork`` (a
+forked process starts a worker of its own), and costs a fresh interpreter with numpy, whatever
+the caller has imported.
 """
 
 from __future__ import annotations
 
 from .errors import SandboxError
-from .function import Returns as Returns  # the old module's names, kept importable here
-from .function import SandboxedFunction, load_function
-from .function import _rebuild as _rebuild  # pickles made before the split name it here
+from .function import Returns, SandboxedFunction, load_function
 from .static_check import (
     ALLOWED_BUILTINS,
     ALLOWED_MODULES,
@@ -92,7 +91,7 @@ from .static_check import (
     NUMPY_LINALG_ALLOWED,
     check_source,
 )
-from .worker import RECURSION_LIMIT as RECURSION_LIMIT
+from .worker import RECURSION_LIMIT
 
 __all__ = [
     "ALLOWED_BUILTINS",
@@ -100,6 +99,8 @@ __all__ = [
     "MATH_ALLOWED",
     "NUMPY_ALLOWED",
     "NUMPY_LINALG_ALLOWED",
+    "RECURSION_LIMIT",
+    "Returns",
     "SandboxError",
     "SandboxedFunction",
     "check_source",

@@ -1,69 +1,39 @@
-"""The parent side: :class:`_Worker` (one worker process and its pipe), the registry of live
-workers stopped at interpreter exit, :class:`SandboxedFunction` and :func:`load_function`."""
+"""The parent side: :class:`_Worker` (one worker program shared by the functions that have the
+same limits in this process), :class:`SandboxedFunction` and :func:`load_function`."""
 
 from __future__ import annotations
 
-import atexit
+import itertools
 import json
-import multiprocessing
-import multiprocessing.connection
-import multiprocessing.util  # noqa: F401  (its atexit hook must be registered before ours)
 import os
 import pickle
-import signal
 import threading
-import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
+from ..child import ChildError, ChildProgram, describe_exit, exit_signal
 from .errors import SandboxError
-from .results import _check_reply, _format_bytes
+from .results import _check_reply
 from .static_check import check_source
-from .worker import _worker_main
 
 Returns = Literal["any", "float", "floats"]
-
-_LIVE_WORKERS: weakref.WeakSet[_Worker] = weakref.WeakSet()
-
-
-def _stop_process(process: multiprocessing.process.BaseProcess,
-                  conn: multiprocessing.connection.Connection, owner_pid: int,
-                  graceful: bool) -> None:
-    """Close the pipe and make sure the worker is gone (killed if it does not leave at once)."""
-    if os.getpid() != owner_pid:  # a forked copy of the owner: the worker is not ours to stop
-        return
-    try:
-        conn.close()
-    except OSError:
-        pass
-    try:
-        if graceful:
-            process.join(0.5)  # the worker leaves on EOF
-        if process.exitcode is None:
-            process.kill()
-            process.join(2.0)
-        process.close()
-    except (ValueError, AssertionError, OSError):  # already closed, or not a child of ours
-        pass
+WORKER_MODULE = "align_gym.llm_rewards.sandbox.worker"
 
 
-def _signal_words(exitcode: int | None, options: Mapping[str, Any]) -> str:
-    if exitcode is None:
-        return "worker stopped answering"
-    if exitcode >= 0:
-        return f"worker exited unexpectedly (exit code {exitcode})"
-    number = -exitcode
-    try:
-        signame = signal.Signals(number).name
-    except ValueError:
-        signame = "unknown signal"
-    if signame == "SIGXCPU":
-        return f"exceeded the CPU time limit ({options['cpu_seconds']} s)"
-    if signame == "SIGXFSZ":
-        return f"worker crashed (signal {number}: SIGXFSZ, it tried to write a file)"
-    if signame == "SIGKILL":
-        return f"worker crashed (signal {number}: SIGKILL, possibly killed for memory use)"
-    return f"worker crashed (signal {number}: {signame})"
+def _death_words(error: ChildError, options: Mapping[str, Any], when: str) -> str:
+    name = exit_signal(error.returncode)
+    if name == "SIGXCPU":
+        words = f"exceeded the CPU time limit ({options['cpu_seconds']} s)"
+    elif name == "SIGXFSZ":
+        words = f"worker crashed (signal {-error.returncode}: SIGXFSZ, it tried to write a file)"
+    elif name == "SIGKILL":
+        words = f"worker crashed (signal {-error.returncode}: SIGKILL, possibly killed for memory use)"
+    elif error.reason.startswith("the child exited"):
+        words = "worker " + describe_exit(error.returncode)
+    else:  # a timeout or an oversized reply: the reason says it
+        words = error.reason.replace("reply too large", "output too large")
+        return words if not when or when in words else f"{words} {when}"
+    return f"{words} {when}".strip()
 
 
 class _LoadError(SandboxError):
@@ -71,116 +41,108 @@ class _LoadError(SandboxError):
 
 
 class _Worker:
-    """One worker process and its pipe; owned by one :class:`SandboxedFunction`."""
+    """One worker program, serving every function with the same limits in this process; each is
+    loaded on first use (and again in a replacement worker). Calls are serialised by its lock."""
 
-    def __init__(self, source: str, name: str, options: dict[str, Any],
-                 startup_timeout: float, load_timeout: float) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        if multiprocessing.current_process().daemon:
-            raise RuntimeError(
-                "a sandbox worker cannot be started from a daemonic process (for example a "
-                "SubprocVecEnv or AsyncVectorEnv env worker); call the sandboxed function from "
-                "the main process, e.g. in a vector-level wrapper with .batch()")
+    def __init__(self, options: dict[str, Any], startup_timeout: float) -> None:
         self.options = options
-        self.stopped = False
-        self.owner_pid = os.getpid()
-        self.conn, child_conn = ctx.Pipe(duplex=True)
-        self.process = ctx.Process(target=_worker_main, args=(child_conn, source, name, options),
-                                   name="align-gym-sandbox", daemon=False)
-        self.process.start()
-        child_conn.close()
-        self._finalizer = weakref.finalize(self, _stop_process, self.process, self.conn,
-                                           self.owner_pid, True)
-        _LIVE_WORKERS.add(self)
-        self.pid = self.process.pid
+        self.lock = threading.Lock()
+        self.loaded: set[int] = set()
+        self.child = ChildProgram(WORKER_MODULE)
         try:
-            self.expect_stage("booted", startup_timeout, "while starting")
-            try:
-                self.expect_stage("loaded", load_timeout, "while loading")
-            except SandboxError as exc:
-                raise _LoadError(exc.reason) from None
-        except BaseException:
-            self.stop(graceful=False)
-            raise
+            self.expect(self.child.request(json.dumps(options).encode(), startup_timeout, 1 << 16,
+                                           "while starting"), "booted")
+        except ChildError as error:
+            self.child.stop(graceful=False)
+            raise SandboxError(_death_words(error, options, "while starting")) from None
 
-    def expect_stage(self, stage: str, timeout: float, when: str) -> None:
-        reply = self.receive(timeout, 1 << 16, when)
-        if not reply.get("ok"):
-            raise SandboxError(str(reply.get("error", "the worker failed"))[:1000])
-        if reply.get("stage") != stage:
-            raise SandboxError("the worker sent back a malformed reply")
+    @property
+    def pid(self) -> int:
+        return self.child.pid
 
     def alive(self) -> bool:
-        return not self.stopped and os.getpid() == self.owner_pid and self.process.is_alive()
+        return self.child.alive()
 
-    def stop(self, graceful: bool = True) -> None:
-        if self.stopped:
-            return
-        self.stopped = True
-        _LIVE_WORKERS.discard(self)
-        if graceful:
-            self._finalizer()
-        else:
-            self._finalizer.detach()
-            _stop_process(self.process, self.conn, self.owner_pid, False)
+    def stop(self) -> None:
+        self.child.stop(graceful=False)
 
-    def death_reason(self, when: str = "") -> str:
-        self.process.join(1.0)
-        words = _signal_words(self.process.exitcode, self.options)
-        self.stop(graceful=False)
-        return f"{words} {when}".strip()
-
-    def receive(self, timeout: float, max_bytes: int, when: str = "") -> dict[str, Any]:
-        """Wait up to ``timeout`` s for one reply; on a timeout, crash or bad reply the worker is
-        stopped and :class:`SandboxError` raised."""
-        if not self.conn.poll(timeout):
-            self.stop(graceful=False)
-            raise SandboxError(f"timed out after {round(timeout, 3)} s {when}".strip())
-        try:
-            data = self.conn.recv_bytes(max_bytes)
-        except EOFError:
-            raise SandboxError(self.death_reason(when)) from None
-        except OSError:  # longer than max_bytes: a worker that ignored the output cap
-            self.stop(graceful=False)
-            raise SandboxError(f"output too large: the reply exceeds {_format_bytes(max_bytes)}") \
-                from None
-        try:
-            reply = json.loads(data)
-        except (ValueError, RecursionError):
-            reply = None
-        if not isinstance(reply, dict):
-            self.stop(graceful=False)
+    def expect(self, data: bytes, stage: str) -> None:
+        reply = _decode(data, self)
+        if not reply.get("ok"):
+            if reply.get("retire"):
+                self.stop()
+            raise SandboxError(str(reply.get("error", "the worker failed"))[:1000])
+        if reply.get("stage") != stage:
+            self.stop()
             raise SandboxError("the worker sent back a malformed reply")
-        return reply
 
-    def request(self, payload: bytes, timeout: float, max_bytes: int) -> dict[str, Any]:
+    def load(self, function: SandboxedFunction, timeout: float) -> None:
+        request = {"op": "load", "id": function.id, "source": function.source, "name": function.name}
         try:
-            self.conn.send_bytes(payload)
-        except OSError:  # BrokenPipeError: it died while idle
-            raise SandboxError(self.death_reason()) from None
-        return self.receive(timeout, max_bytes)
+            data = self.child.request(json.dumps(request).encode(), timeout, 1 << 16, "while loading")
+        except ChildError as error:
+            raise _LoadError(_death_words(error, self.options, "while loading")) from None
+        try:
+            self.expect(data, "loaded")
+        except SandboxError as exc:
+            raise _LoadError(exc.reason) from None
+        self.loaded.add(function.id)
+
+    def call(self, function: SandboxedFunction, payload: bytes, timeout: float) -> dict[str, Any]:
+        try:
+            self.child.send(json.dumps({"op": "call", "id": function.id}).encode())
+            data = self.child.request(payload, timeout, self.options["max_output_bytes"] + (1 << 16))
+        except ChildError as error:
+            raise SandboxError(_death_words(error, self.options, "")) from None
+        return _decode(data, self)
+
+    def unload(self, function_id: int) -> None:
+        if function_id in self.loaded and self.alive():
+            self.loaded.discard(function_id)
+            try:
+                self.child.send(json.dumps({"op": "unload", "id": function_id}).encode())
+            except ChildError:
+                pass
 
 
-def _shutdown_all_workers() -> None:
-    """At interpreter exit: stop every worker this process started. Registered after
-    multiprocessing's own exit hook, so it runs first (atexit is last-in, first-out) and that
-    hook does not wait on workers that are blocked reading their pipe."""
-    for worker in list(_LIVE_WORKERS):
-        worker.stop(graceful=False)
+def _decode(data: bytes, worker: _Worker) -> dict[str, Any]:
+    try:
+        reply = json.loads(data)
+    except (ValueError, RecursionError):
+        reply = None
+    if not isinstance(reply, dict):
+        worker.stop()
+        raise SandboxError("the worker sent back a malformed reply")
+    return reply
 
 
-atexit.register(_shutdown_all_workers)
+# One worker per set of limits, per process (a forked child starts its own: the key holds the pid).
+_WORKERS: dict[tuple[int, str], _Worker] = {}
+_WORKERS_LOCK = threading.Lock()
+_IDS = itertools.count()
+
+
+def _worker_for(options: dict[str, Any], startup_timeout: float) -> _Worker:
+    key = (os.getpid(), json.dumps(options, sort_keys=True))
+    with _WORKERS_LOCK:
+        worker = _WORKERS.get(key)
+        if worker is None or not worker.alive():
+            if worker is not None:
+                worker.stop()
+            worker = _WORKERS[key] = _Worker(options, startup_timeout)
+        return worker
 
 
 class SandboxedFunction:
-    """A checked LLM-written function that runs in its own sandboxed worker process.
+    """A checked LLM-written function that runs in a sandboxed worker program.
 
     Create it with :func:`load_function`. ``f(x)`` calls the function on one input, ``f.batch(xs)``
-    on many in one round trip. The worker starts on the first call (or :meth:`start`) and is kept
-    for later calls; after a timeout, a memory error or a crash it is replaced by a fresh one on
-    the next call. Use it as a context manager or call :meth:`close`; remaining workers are
-    stopped when the object is garbage-collected and at interpreter exit. Thread-safe (calls are
-    serialised). Pickling it pickles the source and settings; the copy starts its own worker.
+    on many in one round trip. Functions with the same limits share one long-lived worker per
+    process (each in its own namespace); it starts on the first call (or :meth:`start`), and
+    after a timeout, a memory error or a crash it is replaced by a fresh one on the next call,
+    which loads the functions again as they are used. Workers are stopped at interpreter exit.
+    Thread-safe (calls to one worker are serialised). Pickling it pickles the source and
+    settings; the copy loads itself in the worker of the process it lands in.
     """
 
     def __init__(self, source: str, name: str, *, timeout: float = 2.0, memory_mb: int = 512,
@@ -202,9 +164,9 @@ class SandboxedFunction:
             "memory_mb": int(memory_mb), "cpu_seconds": int(cpu_seconds), "returns": returns,
             "max_output_bytes": int(max_output_bytes),
         }
+        self.id = next(_IDS)
         self._worker: _Worker | None = None
         self._load_error: SandboxError | None = None
-        self._lock = threading.Lock()
         self._closed = False
 
     @property
@@ -221,37 +183,36 @@ class SandboxedFunction:
 
     @property
     def pid(self) -> int | None:
-        """Process id of the current worker, or None when none is running."""
+        """Process id of the worker this function is loaded in, or None when there is none."""
         worker = self._worker
-        return worker.pid if worker is not None and worker.alive() else None
+        return worker.pid if worker is not None and worker.alive() and self.id in worker.loaded else None
 
-    def _ensure_worker(self) -> _Worker:
+    def _ready_worker(self) -> _Worker:
+        """The live worker with this function loaded (the caller holds the worker's lock)."""
         if self._closed:
             raise ValueError(f"the sandboxed function {self.name!r} is closed")
         if self._load_error is not None:  # the code's own top level failed: it would again
             raise SandboxError(self._load_error.reason)
-        worker = self._worker
-        if worker is not None and worker.alive():
-            return worker
-        if worker is not None:
-            worker.stop(graceful=False)
-            self._worker = None
-        try:
-            worker = _Worker(self.source, self.name, self._options, self.startup_timeout,
-                             self.timeout)
-        except _LoadError as exc:
-            self._load_error = SandboxError(exc.reason)
-            raise SandboxError(exc.reason) from None
-        self._worker = worker
-        return worker
+        while True:
+            worker = _worker_for(self._options, self.startup_timeout)
+            with worker.lock:
+                if not worker.alive():  # replaced between the lookup and the lock
+                    continue
+                if self.id not in worker.loaded:
+                    try:
+                        worker.load(self, self.timeout)
+                    except _LoadError as exc:
+                        self._load_error = SandboxError(exc.reason)
+                        raise SandboxError(exc.reason) from None
+                self._worker = worker
+                return worker
 
     def start(self) -> SandboxedFunction:
         """Start the worker now (otherwise the first call does) and wait until the code is loaded.
 
         Raises :class:`SandboxError` if the source's top-level code fails in the worker.
         """
-        with self._lock:
-            self._ensure_worker()
+        self._ready_worker()
         return self
 
     def __call__(self, x: Any) -> Any:
@@ -275,30 +236,34 @@ class SandboxedFunction:
             return []
         payload = pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
         wait = self.timeout if timeout is None else float(timeout)
-        with self._lock:
-            worker = self._ensure_worker()
-            try:
-                reply = worker.request(payload, wait, self.max_output_bytes + (1 << 16))
-            except BaseException:  # SandboxError, or KeyboardInterrupt while waiting
-                worker.stop(graceful=False)  # a reply may still be on its way: this one is spent
-                raise
-            if reply.get("retire"):
-                worker.stop()
-            if not reply.get("ok"):
-                raise SandboxError(str(reply.get("error", "the call failed"))[:1000])
-            results = reply.get("results")
-            if not isinstance(results, list) or len(results) != len(items):
-                worker.stop(graceful=False)
-                raise SandboxError("the worker sent back a malformed reply")
+        while True:
+            worker = self._ready_worker()
+            with worker.lock:
+                if not worker.alive() or self.id not in worker.loaded:
+                    continue  # another thread's call lost this worker meanwhile
+                try:
+                    reply = worker.call(self, payload, wait)
+                except BaseException:  # SandboxError, or KeyboardInterrupt while waiting
+                    worker.stop()  # a reply may still be on its way: this worker is spent
+                    raise
+                if reply.get("retire"):
+                    worker.stop()
+                break
+        if not reply.get("ok"):
+            raise SandboxError(str(reply.get("error", "the call failed"))[:1000])
+        results = reply.get("results")
+        if not isinstance(results, list) or len(results) != len(items):
+            worker.stop()
+            raise SandboxError("the worker sent back a malformed reply")
         return [_check_reply(value, self.returns) for value in results]
 
     def close(self) -> None:
-        """Stop the worker. Later calls raise ``ValueError``. Safe to call twice."""
-        with self._lock:
-            self._closed = True
-            if self._worker is not None:
-                self._worker.stop()
-                self._worker = None
+        """Unload the function from its worker. Later calls raise ``ValueError``. Safe to call twice."""
+        self._closed = True
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            with worker.lock:
+                worker.unload(self.id)
 
     def __enter__(self) -> SandboxedFunction:
         return self
@@ -306,18 +271,17 @@ class SandboxedFunction:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        kwargs = {"timeout": self.timeout, "startup_timeout": self.startup_timeout,
-                  **self._options}
-        return (_rebuild, (self.source, self.name, kwargs))
+    def __getstate__(self) -> dict[str, Any]:
+        return {"source": self.source, "name": self.name, "timeout": self.timeout,
+                "startup_timeout": self.startup_timeout, **self._options}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        self.__init__(state.pop("source"), state.pop("name"), **state)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"worker pid {self.pid}" if self.pid else "idle"
         return f"<SandboxedFunction {self.name!r} ({state})>"
-
-
-def _rebuild(source: str, name: str, kwargs: dict[str, Any]) -> SandboxedFunction:
-    return SandboxedFunction(source, name, **kwargs)
 
 
 def load_function(source: str, name: str, *, timeout: float = 2.0, memory_mb: int = 512,

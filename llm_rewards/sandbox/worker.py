@@ -1,22 +1,24 @@
-"""The worker process: quiet itself, set the rlimits, load the user code into its restricted
-namespace and serve batches of calls over the pipe, replying in JSON. :func:`_worker_main` is the
-spawn target (imported by its module path in the child)."""
+"""The worker program (``python -I -m align_gym.llm_rewards.sandbox.worker``): quiet itself, set
+the rlimits, then serve requests in frames (see :mod:`align_gym.llm_rewards.child`): ``load``
+runs a function's source in a fresh restricted namespace and keeps the function under the
+parent's id; ``call`` runs one function on a batch of pickled inputs. Every reply is JSON.
+The first frame carries the limits."""
 
 from __future__ import annotations
 
 import json
 import math
-import multiprocessing.connection
 import os
 import pickle
 import signal
 import sys
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
+from ..child import child_streams, read_frame, write_frame
 from .namespace import _make_namespace
 from .results import _format_bytes, _OutputError, _plain
 from .static_check import _CODE_FILENAME
@@ -67,15 +69,11 @@ def _set_cpu_budget(resource: Any, cpu_seconds: int) -> None:
 
 
 def _prepare_worker_process() -> None:
-    """Quiet, self-contained worker: no stdio (a write to a captured-to-file stderr would
-    trip RLIMIT_FSIZE), no warnings, no .pyc writes, no Ctrl-C tracebacks."""
+    """Quiet, self-contained worker (its stdio already points at /dev/null: a write to a
+    captured-to-file stderr would trip RLIMIT_FSIZE): no warnings, no .pyc writes, no Ctrl-C."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.dont_write_bytecode = True
     warnings.simplefilter("ignore")
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    os.close(devnull)
     # Load numpy's lazily imported pieces and BLAS buffers now, before the limits.
     a = np.arange(1.0, 10.0).reshape(3, 3) + np.eye(3)
     np.linalg.norm(a), np.linalg.det(a), np.linalg.inv(a), np.linalg.svd(a), a @ a
@@ -124,54 +122,79 @@ def _describe_exception(exc: BaseException, options: Mapping[str, Any]) -> tuple
     return f"raised {type(exc).__name__}{message}{where}", False
 
 
-def _send_json(conn: multiprocessing.connection.Connection, reply: Mapping[str, Any]) -> None:
-    conn.send_bytes(json.dumps(reply).encode())
+def _send_json(out: IO[bytes], reply: Mapping[str, Any]) -> None:
+    write_frame(out, json.dumps(reply).encode())
 
 
-def _worker_main(conn: multiprocessing.connection.Connection, source: str, name: str,
-                 options: dict[str, Any]) -> None:
-    """Entry point of the worker process: boot, set limits, load the code, serve batches."""
-    try:
-        _prepare_worker_process()
-        namespace = _make_namespace()
-        resource = _apply_limits(options["memory_mb"])
-        sys.setrecursionlimit(RECURSION_LIMIT)
-    except BaseException as exc:  # noqa: BLE001
-        _send_json(conn, {"ok": False, "error": f"the worker failed to start: {exc!r}"})
-        return
-    _send_json(conn, {"ok": True, "stage": "booted"})
-
-    _set_cpu_budget(resource, options["cpu_seconds"])
+def _load(source: str, name: str, options: Mapping[str, Any]) -> tuple[Callable[[Any], Any] | None, dict[str, Any]]:
+    """Run ``source`` in a fresh restricted namespace; the function, or None and the error reply."""
+    namespace = _make_namespace()
     try:
         exec(compile(source, _CODE_FILENAME, "exec"), namespace)
         func = namespace.get(name)
         if not callable(func):
             raise TypeError(f"{name!r} is not a function after running the source")
     except BaseException as exc:  # noqa: BLE001
-        reason, _ = _describe_exception(exc, options)
+        reason, retire = _describe_exception(exc, options)
         del exc
-        _send_json(conn, {"ok": False, "error": f"top-level code {reason}"})
-        return
-    _send_json(conn, {"ok": True, "stage": "loaded"})
+        return None, {"ok": False, "retire": retire, "error": f"top-level code {reason}"}
+    return func, {"ok": True, "stage": "loaded"}
 
+
+def main() -> None:
+    """Boot, set the limits, then serve ``load`` and ``call`` requests until end of input."""
+    frames_in, out = child_streams()
+    first = read_frame(frames_in)
+    if first is None:
+        return
+    options = json.loads(first)
+    try:
+        _prepare_worker_process()
+        resource = _apply_limits(options["memory_mb"])
+        sys.setrecursionlimit(RECURSION_LIMIT)
+    except BaseException as exc:  # noqa: BLE001
+        _send_json(out, {"ok": False, "error": f"the worker failed to start: {exc!r}"})
+        return
+    _send_json(out, {"ok": True, "stage": "booted"})
+
+    functions: dict[int, Callable[[Any], Any]] = {}
     returns, max_bytes = options["returns"], options["max_output_bytes"]
     while True:
-        try:
-            data = conn.recv_bytes()
-        except (EOFError, OSError):  # the parent closed the pipe or went away
+        header = read_frame(frames_in)
+        if header is None:  # the parent closed the pipe or went away
+            return
+        request = json.loads(header)
+        if request["op"] == "load":
+            _set_cpu_budget(resource, options["cpu_seconds"])
+            func, reply = _load(request["source"], request["name"], options)
+            if func is not None:
+                functions[request["id"]] = func
+            _send_json(out, reply)
+            if reply.get("retire"):
+                return
+            continue
+        if request["op"] == "unload":
+            functions.pop(request["id"], None)
+            continue
+        data = read_frame(frames_in)  # op "call": the pickled inputs follow
+        if data is None:
             return
         try:
             inputs = pickle.loads(data)
         except MemoryError:
             del data
-            _send_json(conn, {"ok": False, "retire": True, "error": "the inputs exceed the memory "
-                              f"limit ({options['memory_mb']} MiB)"})
+            _send_json(out, {"ok": False, "retire": True, "error": "the inputs exceed the memory "
+                             f"limit ({options['memory_mb']} MiB)"})
             return
         del data
+        func = functions.get(request["id"])
+        if func is None:
+            _send_json(out, {"ok": False, "error": "the function is not loaded in this worker"})
+            continue
         _set_cpu_budget(resource, options["cpu_seconds"])
         reply, retire = _run_batch(func, inputs, returns, max_bytes, options)
         del inputs
-        conn.send_bytes(reply)
+        write_frame(out, reply)
         if retire:
             return
 
@@ -206,3 +229,7 @@ def _run_batch(func: Callable[[Any], Any], inputs: list[Any], returns: str, max_
                      f"{_format_bytes(max_bytes)} limit per call")
     del results
     return json.dumps({"ok": False, "retire": retire, "error": error}).encode(), retire
+
+
+if __name__ == "__main__":
+    main()
