@@ -23,7 +23,8 @@ import time
 import gymnasium as gym
 
 import align_gym  # noqa: F401
-from align_gym.llm_rewards.annotator import Annotator, ProcessLabeller
+from align_gym.llm_rewards.annotator import Annotator
+from align_gym.llm_rewards.labeller import ProcessLabeller
 
 QUESTION = "Task: pick up the key, open the door, reach the goal.\nEvent: {}\nDoes this event help? Answer:"
 

@@ -8,9 +8,10 @@ the sandbox for LLM-written code. Methods (Motif, ONI, ELLM, Eureka, ...) build 
 from .annotator import Annotator
 from .cache import CacheMiss, LLMCache, cache_key
 from .clients import LLMClient, get_client, mean_logprob, parse_client_spec, total_logprob
+from .labeller import ProcessLabeller
 from .parsing import ParseError, ParseOutcome, ParseStats, parse_with_repair
 from .prompts import PromptTemplate, list_templates, load_template
 
 __all__ = ["Annotator", "CacheMiss", "LLMCache", "LLMClient", "ParseError", "ParseOutcome", "ParseStats",
-           "PromptTemplate", "cache_key", "get_client", "list_templates", "load_template", "mean_logprob",
+           "ProcessLabeller", "PromptTemplate", "cache_key", "get_client", "list_templates", "load_template", "mean_logprob",
            "parse_client_spec", "parse_with_repair", "total_logprob"]

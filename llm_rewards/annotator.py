@@ -9,11 +9,18 @@ ONI's annotator does), calls ``label_fn(batch) -> labels`` and posts the labels,
   captions are what the agent sees now. ``policy="drop_new"`` refuses the new item instead.
 - Errors in ``label_fn`` are retried ``max_retries`` times with backoff, then the batch is counted
   as failed and its items may be submitted again; nothing is raised into the env loop.
+- A ``label_fn`` that hangs past ``label_timeout`` seconds is abandoned (its call runs in a thread
+  of its own, which is left behind) and the batch retried; a
+  :class:`~align_gym.llm_rewards.labeller.ProcessLabeller` enforces its own timeout instead, by
+  killing and restarting its child. An exception anywhere else (an ``on_error`` callback that
+  raises) is counted too: the worker thread lives on and the batch's items are released.
 - A label of ``None`` means the model's answer could not be parsed: counted as unparsed, kept.
+- ``stats`` counts all of it: submitted, duplicates, dropped, labelled, unparsed, batches,
+  errors, timeouts, callback errors, failed items.
 
 A model running in a thread of the env's process competes with the env loop for the GIL (a
 transformers forward pass is thousands of Python-level operations), which slows both. Wrap the
-labeller in :class:`ProcessLabeller` to run it in a child process instead: the worker thread then
+labeller in a ``ProcessLabeller`` to run it in a child program instead: the worker thread then
 only waits on a pipe, and the env keeps its speed (``benchmarks/annotator_overhead.py``).
 
 >>> annotator = Annotator(lambda captions: [len(c) for c in captions])
@@ -28,14 +35,14 @@ True
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import threading
 import time
-import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from .labeller import ProcessLabeller
 
 LabelFn = Callable[[list[Any]], Sequence[Any]]
 
@@ -49,6 +56,8 @@ class AnnotatorStats:
     unparsed: int = 0
     batches: int = 0
     errors: int = 0
+    timeouts: int = 0
+    callback_errors: int = 0
     failed: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -60,11 +69,13 @@ class Annotator:
 
     def __init__(self, label_fn: LabelFn, *, batch_size: int = 32, max_pending: int = 10_000,
                  policy: str = "drop_oldest", max_retries: int = 3, retry_delay: float = 0.5,
-                 on_error: Callable[[Exception], None] | None = None):
+                 on_error: Callable[[Exception], None] | None = None, label_timeout: float | None = 600.0):
         if policy not in ("drop_oldest", "drop_new"):
             raise ValueError(f"policy must be 'drop_oldest' or 'drop_new', got {policy!r}")
         self.label_fn, self.batch_size, self.max_pending, self.policy = label_fn, batch_size, max_pending, policy
         self.max_retries, self.retry_delay, self.on_error = max_retries, retry_delay, on_error
+        # A ProcessLabeller kills and restarts its own hung child: call it directly.
+        self.label_timeout = None if isinstance(label_fn, ProcessLabeller) else label_timeout
         self.stats = AnnotatorStats()
         self.labels: dict[Hashable, Any] = {}
         self._pending: OrderedDict[Hashable, None] = OrderedDict()
@@ -145,25 +156,60 @@ class Annotator:
     def _label(self, batch: list[Hashable]) -> Sequence[Any] | None:
         for attempt in range(self.max_retries + 1):
             try:
-                labels = list(self.label_fn(list(batch)))
+                labels = list(self._call_label_fn(list(batch)))
                 if len(labels) != len(batch):
                     raise ValueError(f"label_fn returned {len(labels)} labels for {len(batch)} items")
                 return labels
             except Exception as error:  # never raised into the env loop: counted and retried
                 with self._condition:
                     self.stats.errors += 1
-                if self.on_error is not None:
-                    self.on_error(error)
+                    self.stats.timeouts += isinstance(error, TimeoutError)
+                self._report(error)
                 if attempt < self.max_retries and not self._stopping:
                     time.sleep(self.retry_delay * 2 ** attempt)
         return None
+
+    def _call_label_fn(self, batch: list[Hashable]) -> Sequence[Any]:
+        """``label_fn(batch)``, abandoned (left running in its own thread) past ``label_timeout``."""
+        if self.label_timeout is None:
+            return self.label_fn(batch)
+        outcome: dict[str, Any] = {}
+
+        def call() -> None:
+            try:
+                outcome["labels"] = self.label_fn(batch)
+            except BaseException as error:  # noqa: BLE001  (handed to the waiting thread)
+                outcome["error"] = error
+
+        thread = threading.Thread(target=call, name="align-gym-label-call", daemon=True)
+        thread.start()
+        thread.join(self.label_timeout)
+        if thread.is_alive():
+            raise TimeoutError(f"label_fn took more than {self.label_timeout} s: abandoned, the batch is retried")
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["labels"]
+
+    def _report(self, error: Exception) -> None:
+        if self.on_error is None:
+            return
+        try:
+            self.on_error(error)
+        except Exception:  # a callback's own failure must not stop the labelling
+            with self._condition:
+                self.stats.callback_errors += 1
 
     def _run(self) -> None:
         while True:
             batch = self._take_batch()
             if batch is None:
                 return
-            labels = self._label(batch)
+            try:
+                labels = self._label(batch)
+            except BaseException:  # noqa: BLE001  (whatever it was, the worker lives on)
+                labels = None
+                with self._condition:
+                    self.stats.errors += 1
             with self._condition:
                 self._in_flight.difference_update(batch)
                 self.stats.batches += 1
@@ -176,72 +222,3 @@ class Annotator:
                         self.stats.labelled += 1
                         self.stats.unparsed += label is None
                 self._condition.notify_all()
-
-
-def _labeller_process(factory: Callable[[], LabelFn], connection: Any, threads: int) -> None:
-    try:
-        import torch
-
-        torch.set_num_threads(threads)  # leave the other cores to the env loop
-    except ImportError:
-        pass
-    label_fn = factory()
-    while True:
-        try:
-            batch = connection.recv()
-        except EOFError:
-            return
-        if batch is None:
-            return
-        try:
-            connection.send(("ok", list(label_fn(batch))))
-        except Exception as error:  # reported to the parent, which counts and retries it
-            connection.send(("error", f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}"))
-
-
-class ProcessLabeller:
-    """A labeller that runs in a child process: ``factory()`` builds the real one there (load the
-    model inside it), and each call sends a batch over a pipe and waits for the labels.
-
-    ``factory`` must be picklable (a module-level function or a ``functools.partial`` of one).
-    A child that dies is started again on the next call; the failed call raises, so the
-    :class:`Annotator` retries and counts it.
-    """
-
-    def __init__(self, factory: Callable[[], LabelFn], threads: int = 1):
-        self.factory, self.threads = factory, threads
-        self._context = mp.get_context("spawn")
-        self._process: Any = None
-        self._connection: Any = None
-
-    def _start(self) -> None:
-        parent, child = self._context.Pipe()
-        self._process = self._context.Process(target=_labeller_process, args=(self.factory, child, self.threads),
-                                              daemon=True, name="align-gym-labeller")
-        self._process.start()
-        child.close()
-        self._connection = parent
-
-    def __call__(self, batch: list[Any]) -> list[Any]:
-        if self._process is None or not self._process.is_alive():
-            self._start()
-        try:
-            self._connection.send(batch)
-            status, payload = self._connection.recv()
-        except (EOFError, OSError, BrokenPipeError) as error:
-            self._process = None
-            raise RuntimeError(f"the labeller process died: {error!r}") from error
-        if status != "ok":
-            raise RuntimeError(f"the labeller raised {payload}")
-        return payload
-
-    def close(self) -> None:
-        if self._process is not None and self._process.is_alive():
-            try:
-                self._connection.send(None)
-            except (OSError, BrokenPipeError):
-                pass
-            self._process.join(5)
-            if self._process.is_alive():
-                self._process.kill()
-        self._process = None

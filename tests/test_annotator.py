@@ -1,11 +1,16 @@
 """The asynchronous annotator: never blocks the caller, dedupes, bounds its queue, survives errors."""
 
+import functools
+import subprocess
+import sys
+import textwrap
 import threading
 
 import gymnasium as gym
 
 import align_gym  # noqa: F401
 from align_gym.llm_rewards.annotator import Annotator
+from align_gym.llm_rewards.labeller import ProcessLabeller
 
 
 class GatedLabeller:
@@ -111,3 +116,93 @@ def test_env_loop_with_the_embedded_model_labelling_captions(embedded):
         labels = annotator.poll()
     assert len(labels) >= 5 and all(isinstance(v, bool) for v in labels.values())
     assert annotator.stats.labelled == len(labels) and annotator.stats.failed == 0
+
+
+def test_a_raising_callback_is_counted_and_the_worker_lives_on():
+    calls = {"n": 0}
+
+    def flaky(items):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ConnectionError("the server went away")
+        return [item.upper() for item in items]
+
+    def on_error(error):
+        raise RuntimeError("a callback that fails itself")
+
+    with Annotator(flaky, max_retries=2, retry_delay=0.01, on_error=on_error) as annotator:
+        annotator.submit(["a"])
+        assert annotator.wait_idle(10)
+        annotator.submit(["b"])
+        assert annotator.wait_idle(10)
+        assert annotator.labels == {"a": "A", "b": "B"}
+        assert annotator.stats.errors == 1 and annotator.stats.callback_errors == 1
+
+
+def test_a_hung_thread_labeller_is_abandoned_and_its_batch_retried():
+    release = threading.Event()
+    calls = {"n": 0}
+
+    def hangs_once(items):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            release.wait(30)  # hangs (until the test ends)
+        return [len(item) for item in items]
+
+    with Annotator(hangs_once, label_timeout=0.3, retry_delay=0.01) as annotator:
+        annotator.submit(["four"])
+        assert annotator.wait_idle(10)
+        assert annotator.labels == {"four": 4} and annotator.stats.timeouts == 1
+    release.set()
+
+
+def _slow_labeller_factory(marker_path):
+    def label(items):
+        import os
+        import time
+
+        if not os.path.exists(marker_path):  # the first child hangs; its replacement answers
+            open(marker_path, "w").close()
+            time.sleep(60)
+        return [item * 2 for item in items]
+
+    return label
+
+
+def test_a_hung_process_labeller_is_restarted_and_its_batch_retried(tmp_path):
+    labeller = ProcessLabeller(functools.partial(_slow_labeller_factory, str(tmp_path / "hung")), timeout=2.0)
+    with Annotator(labeller, retry_delay=0.01) as annotator:
+        annotator.submit([3])
+        assert annotator.wait_idle(60)
+        assert annotator.labels == {3: 6}
+        assert annotator.stats.errors == 1 and labeller.restarts == 1
+    labeller.close()
+
+
+def test_process_labeller_from_an_unguarded_script_and_a_daemonic_process(tmp_path):
+    marks = tmp_path / "marks.txt"
+    script = tmp_path / "label.py"
+    script.write_text(textwrap.dedent(f"""
+        import multiprocessing
+        from align_gym.llm_rewards import ProcessLabeller
+        with open({str(marks)!r}, "a") as fh:
+            fh.write("ran\\n")
+        def make():  # defined in the script itself: sent by value
+            return lambda items: [i + 1 for i in items]
+        def in_daemon(queue):
+            labeller = ProcessLabeller(make)
+            queue.put(labeller([10, 20]))
+            labeller.close()
+        labeller = ProcessLabeller(make)
+        print(labeller([1, 2]))
+        labeller.close()
+        queue = multiprocessing.get_context("fork").Queue()
+        worker = multiprocessing.get_context("fork").Process(target=in_daemon, args=(queue,), daemon=True)
+        worker.start()
+        print(queue.get(timeout=60))
+        worker.join()
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["[2, 3]", "[11, 21]"]
+    assert marks.read_text() == "ran\n"  # the script ran once: no child re-imported it
