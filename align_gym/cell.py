@@ -11,12 +11,15 @@ report treats seeds, and methods, as independent samples, and that is what they 
 
 from __future__ import annotations
 
+import os
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from .llm_rewards.cache import RUN_ENV
 
 ALGORITHMS = {"ppo": "stable_baselines3:PPO", "a2c": "stable_baselines3:A2C", "dqn": "stable_baselines3:DQN",
               "sac": "stable_baselines3:SAC", "maskable_ppo": "sb3_contrib:MaskablePPO"}
@@ -104,6 +107,8 @@ def run_cell(cell: Cell, on_row: Callable[[dict[str, Any]], None] | None = None)
     from .agents.sb3 import RewardTermsCallback, TaskEvalCallback, make_vec_env
 
     torch.set_num_threads(1)  # cells run side by side, one core each
+    # LLM caches made in this cell record (or replay) its sampling calls under its own run id.
+    os.environ[RUN_ENV] = f"{cell.env_id}|{cell.shaping}|{cell.agent}|seed={cell.seed}"
     seeds = cell.seeds()
     hyper = dict(cell.hyperparams)
     gamma = hyper.setdefault("gamma", 0.99)  # one gamma for the agent and the shaping

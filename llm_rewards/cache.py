@@ -15,6 +15,19 @@ Modes:
   read-only (SQLite may still create its ``-wal``/``-shm`` side files) and never created.
 - ``"off"``: no file; every lookup misses and nothing is stored.
 
+Exact replay. The cache returns what it stored: when two processes compute the same key at once,
+the first writer's value is kept and *both* return it (:meth:`LLMCache.put` returns the stored
+value). Deterministic calls (temperature 0, a given seed, scoring) are keyed by the call alone and
+shared by every run. A sampling call (temperature > 0 and no seed) is a fresh draw each time, so its
+key also holds the run id and its occurrence: the k-th identical sampling call of a run is
+occurrence k. A run is one ``LLMCache`` instance with a ``run_id`` (given, else
+``$ALIGN_GYM_RUN_ID``, which the bench sets for each cell from the cell's seed, else
+``"default"``): repeated identical sampling calls in a run get distinct samples, two runs with
+different ids get independent samples from one shared file, and replaying a run (same id, same
+calls in the same order) returns its samples in the same order. The clients also derive the
+backend's seed for occurrence k of a run from (run id, key, k), so even a fresh run with a given id
+draws the same samples. Give each process of a multi-process run its own id.
+
 Concurrency and durability: each process opens its own connections (a fork is detected by the pid
 and the inherited connection is abandoned, never used), and each thread its own connection. Every
 write is one ``BEGIN IMMEDIATE`` transaction, committed at once, with a 30 s busy timeout and
@@ -33,7 +46,10 @@ lists.
 ...                 template_version=1, prompt="Rate it.", params={"max_tokens": 8, "temperature": 0.0})
 >>> cache.get(key) is None
 True
->>> cache.put(key, ["Rating: 7"])  # the key remembers the call's details
+>>> cache.put(key, ["Rating: 7"])  # the key remembers the call's details; returns what is stored
+['Rating: 7']
+>>> cache.put(key, ["Rating: 2"])  # a key already stored keeps its value: the first writer wins
+['Rating: 7']
 >>> cache.get(key)
 ['Rating: 7']
 >>> cache.cached_call(lambda: ["never called"], **key.meta)
@@ -61,6 +77,7 @@ from typing import Any
 __all__ = [
     "CACHE_ENV",
     "CACHE_MODE_ENV",
+    "RUN_ENV",
     "MODES",
     "CacheKey",
     "CacheMiss",
@@ -72,6 +89,8 @@ __all__ = [
 CACHE_ENV = "ALIGN_GYM_CACHE"
 #: Environment variable: the default mode of :meth:`LLMCache.default`.
 CACHE_MODE_ENV = "ALIGN_GYM_CACHE_MODE"
+#: Environment variable: the run id of caches made without one (the bench sets it per cell).
+RUN_ENV = "ALIGN_GYM_RUN_ID"
 MODES = ("readwrite", "replay", "readonly", "off")
 SCHEMA_VERSION = 1
 _META_FIELDS = ("backend", "model", "template", "template_version", "prompt", "params")
@@ -241,8 +260,11 @@ class LLMCache:
     ``path``: the file (its folder is created in readwrite mode). ``timeout``: seconds a write
     waits for the lock, also the total budget of the retries on ``database is locked``.
     ``synchronous``: SQLite's ``NORMAL`` (survives a killed process) or ``FULL`` (also power loss).
+    ``run_id``: the run whose sampling calls this instance records or replays (see the module
+    docstring, "Exact replay").
 
-    An instance can be shared by threads and sent to other processes (it pickles as its settings).
+    An instance can be shared by threads and sent to other processes (it pickles as its settings;
+    the copy counts its sampling calls afresh).
     """
 
     def __init__(
@@ -252,6 +274,7 @@ class LLMCache:
         *,
         timeout: float = 30.0,
         synchronous: str = "NORMAL",
+        run_id: str | None = None,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -270,6 +293,8 @@ class LLMCache:
         self.hits = 0
         self.misses = 0
         self.writes = 0
+        self.run_id = str(run_id or os.environ.get(RUN_ENV, "").strip() or "default")
+        self._occurrences: dict[str, int] = {}
         if mode == "replay" and not self.path.is_file():  # type: ignore[union-attr]
             raise FileNotFoundError(f"replay mode needs an existing cache file; {self.path} does not exist")
         if mode == "readwrite":
@@ -291,12 +316,22 @@ class LLMCache:
         return cls(cls.default_path(), mode, **kwargs)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path, "mode": self.mode, "timeout": self.timeout, "synchronous": self.synchronous}
+        return {"path": self.path, "mode": self.mode, "timeout": self.timeout, "synchronous": self.synchronous,
+                "run_id": self.run_id}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(  # type: ignore[misc]
-            state["path"], state["mode"], timeout=state["timeout"], synchronous=state["synchronous"]
+            state["path"], state["mode"], timeout=state["timeout"], synchronous=state["synchronous"],
+            run_id=state.get("run_id"),
         )
+
+    def next_occurrence(self, call: str) -> int:
+        """How many times this run has made the sampling call ``call`` (a key of the call without
+        run or occurrence) before now, counting this one in: 0 the first time."""
+        with self._lock:
+            k = self._occurrences.get(call, 0)
+            self._occurrences[call] = k + 1
+        return k
 
     def __repr__(self) -> str:
         return f"LLMCache({str(self.path)!r}, mode={self.mode!r})"
@@ -486,30 +521,36 @@ class LLMCache:
             *tokens,
         )
 
-    def _write(self, rows: list[tuple[Any, ...]]) -> int:
-        """Insert rows in one immediate transaction; returns the rows actually added."""
+    def _write(self, rows: list[tuple[Any, ...]]) -> dict[str, Any]:
+        """Insert rows in one immediate transaction and read back what each key now holds."""
         conn = self._connection()
         if conn is None or not rows:
-            return 0
+            return {row[0]: json.loads(row[7]) for row in rows}
         marks = ",".join("?" * len(_COLUMNS))
         sql = f"INSERT OR IGNORE INTO calls ({','.join(_COLUMNS)}) VALUES ({marks})"
+        keys = list(dict.fromkeys(row[0] for row in rows))
 
-        def transaction() -> int:
+        def transaction() -> tuple[int, dict[str, Any]]:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 before = conn.total_changes
                 conn.executemany(sql, rows)
                 added = conn.total_changes - before
+                stored = {}
+                for start in range(0, len(keys), 500):
+                    chunk = keys[start : start + 500]
+                    query = f"SELECT key, value FROM calls WHERE key IN ({','.join('?' * len(chunk))})"
+                    stored.update({k: json.loads(v) for k, v in conn.execute(query, chunk).fetchall()})
                 conn.execute("COMMIT")
-                return added
+                return added, stored
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
 
-        added = self._retry(transaction)
+        added, stored = self._retry(transaction)
         self._count(writes=added)
-        return added
+        return stored
 
     def put(
         self,
@@ -524,13 +565,15 @@ class LLMCache:
         params: Mapping[str, Any] | None = None,
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
-    ) -> None:
-        """Store one call's value, committed before returning; a no-op unless mode is readwrite.
+    ) -> Any:
+        """Store one call's value, committed before returning, and return the value stored for
+        ``key``: a key already stored keeps its value (the first writer wins, for every caller).
+        Outside readwrite mode nothing is written and ``value`` comes back.
 
         The call details may be omitted when ``key`` came from :func:`cache_key` (they travel in
-        ``key.meta``); given details must hash to ``key``. A key already stored keeps its value.
+        ``key.meta``); given details must hash to ``key``.
         """
-        self.put_many(
+        return self.put_many(
             [
                 {
                     "key": key, "value": value, "backend": backend, "model": model, "template": template,
@@ -538,17 +581,20 @@ class LLMCache:
                     "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                 }
             ]
-        )
+        )[str(key)]
 
-    def put_many(self, rows: Iterable[Mapping[str, Any]]) -> int:
-        """Store many rows (dicts with :meth:`put`'s arguments) in one transaction; returns rows added."""
+    def put_many(self, rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+        """Store many rows (dicts with :meth:`put`'s arguments) in one transaction; returns
+        ``{key: value stored}`` (the earlier value where a key was already there)."""
+        rows = list(rows)
+        for row in rows:
+            if "key" not in row or "value" not in row:
+                raise ValueError("every row needs 'key' and 'value'")
         if self.mode != "readwrite":
-            return 0
+            return {str(row["key"]): row["value"] for row in rows}
         prepared = []
         for row in rows:
             fields = {k: v for k, v in row.items() if v is not None and k not in ("key", "value")}
-            if "key" not in row or "value" not in row:
-                raise ValueError("every row needs 'key' and 'value'")
             prepared.append(self._row(row["key"], row["value"], fields))
         return self._write(prepared)
 
@@ -574,9 +620,7 @@ class LLMCache:
         found = self.get_many([key])
         if key in found:
             return found[key]
-        value = fn()
-        self.put(key, value)
-        return value
+        return self.put(key, fn())
 
     def clear(self) -> int:
         """Delete every row (readwrite mode only); returns the rows deleted."""
@@ -694,7 +738,9 @@ class LLMCache:
                     )
                 except (ValueError, TypeError, KeyError) as err:
                     raise ValueError(f"{path}, line {lineno}: {err}") from None
-        return self._write(rows)
+        before = self.writes
+        self._write(rows)
+        return self.writes - before
 
     def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check`` result (``"ok"`` for a sound file)."""

@@ -443,3 +443,54 @@ def test_export_then_import_round_trips(tmp_path):
     with pytest.raises(ValueError, match="line 2"):
         fresh.import_(bad)
     assert len(fresh) == 0
+
+
+# ---- exact replay ------------------------------------------------------------------------
+
+
+def _racer(path, start, results):
+    from align_gym.llm_rewards.cache import LLMCache
+
+    cache = LLMCache(path)
+    start.wait(30)
+    # each process computed its own value for the same call; both must return the stored one
+    results.put(cache.cached_call(lambda: f"computed by {mp.current_process().name}", **key_for(7).meta))
+
+
+def test_two_processes_racing_on_one_key_both_return_the_stored_value(tmp_path):
+    path = tmp_path / "race.sqlite"
+    LLMCache(path)
+    ctx = mp.get_context("spawn")
+    start, results = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_racer, args=(path, start, results), name=f"racer-{i}") for i in range(2)]
+    for p in procs:
+        p.start()
+    time.sleep(1.0)  # both are waiting at the start line
+    start.set()
+    values = [results.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(30)
+    assert values[0] == values[1] == LLMCache(path).get(key_for(7))
+
+
+def test_sampling_calls_are_drawn_per_occurrence_and_run_and_replayed_in_order(tmp_path, embedded):
+    from align_gym.llm_rewards.clients.cached import CachedClient
+
+    path = tmp_path / "runs.sqlite"
+    prompt = [{"role": "user", "content": "Name an animal."}]
+
+    def run(run_id, mode="readwrite"):
+        client = CachedClient(embedded, LLMCache(path, mode, run_id=run_id))
+        samples = [client.generate([prompt], max_tokens=6, temperature=1.0)[0][0] for _ in range(4)]
+        greedy = client.generate([prompt], max_tokens=6)[0][0]
+        return samples, greedy
+
+    a, greedy_a = run("A")
+    b, greedy_b = run("B")
+    assert len(set(a)) >= 3  # repeated identical sampling calls draw distinct samples
+    assert a != b and greedy_a == greedy_b  # runs sample independently; deterministic calls are shared
+    assert run("A", "replay") == (a, greedy_a)  # replay returns each run's samples, in order
+    assert run("B", "replay") == (b, greedy_b)
+    assert run("A", "off") == (a, greedy_a)  # even without the file: the draws' seeds come from the run id
+    with pytest.raises(CacheMiss):
+        CachedClient(embedded, LLMCache(path, "replay", run_id="C")).generate([prompt], max_tokens=6, temperature=1.0)

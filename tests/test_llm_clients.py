@@ -230,3 +230,40 @@ def test_vllm_backend_says_how_to_get_it():
         pytest.skip("vLLM is installed here")
     with pytest.raises(ImportError, match="openai:MODEL@URL"):
         get_client("vllm:some/model", cache=None)
+
+
+def test_llm_calls_leave_an_sb3_agents_random_stream_alone(embedded):
+    """Seeded and unseeded sampling, in this thread and in an annotator thread beside the agent,
+    change no global RNG: the agent's stochastic actions come out the same."""
+    import random
+
+    import torch
+    from stable_baselines3 import PPO
+
+    from align_gym.agents import make_vec_env
+    from align_gym.llm_rewards.annotator import Annotator
+
+    model = PPO("MlpPolicy", make_vec_env("Align/KeyDoor-5x5-v0", n_envs=2, gamma=0.99), seed=0, device="cpu")
+    obs = model.get_env().reset()
+
+    def actions(with_llm: bool) -> list[int]:
+        torch.manual_seed(123)
+        random.seed(5)
+        np.random.seed(5)
+        annotator = Annotator(lambda prompts: [embedded.generate([p], max_tokens=4, temperature=1.0)[0][0]
+                                               for p in prompts], batch_size=1) if with_llm else None
+        out = []
+        for step in range(12):
+            if with_llm:
+                annotator.submit([f"caption {step}"])
+                embedded.generate(["Say a number."], max_tokens=3, temperature=1.0, seed=step)
+                embedded.generate(["Say a word."], max_tokens=3, temperature=0.8)
+            out.extend(model.predict(obs, deterministic=False)[0].tolist())
+        if annotator is not None:
+            assert annotator.wait_idle(60) and annotator.stats.labelled == 12
+            annotator.close()
+        out.append(random.random())
+        out.append(float(np.random.random()))
+        return out
+
+    assert actions(with_llm=False) == actions(with_llm=True)

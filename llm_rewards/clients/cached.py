@@ -2,13 +2,17 @@
 
 Keys hold the backend, model, prompt template (name and version), prompt and sampling
 parameters, so a run replays exactly from its cache file (``LLMCache(path, mode="replay")``
-fails loudly on a miss). Sampled generations (``temperature > 0``) are cached too, by seed:
-replaying a run replays its samples.
+fails loudly on a miss). What a call returns is what the cache holds (the first writer's value,
+whoever computed it). Sampling calls (``temperature > 0`` without a seed) are keyed by the
+cache's run id and their occurrence in the run, and sent to the backend with a seed derived from
+both: repeated calls draw distinct samples, runs draw independent ones, and a replay returns them
+in order (see :mod:`align_gym.llm_rewards.cache`, "Exact replay").
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..cache import LLMCache, cache_key
@@ -39,34 +43,63 @@ class CachedClient(LLMClient):
         return self.inner.describe()
 
     def _cached(self, kind: str, prompts: Sequence[Prompt], params: dict[str, Any], template: str,
-                extras: Sequence[Any] | None, compute) -> list[Any]:
+                extras: Sequence[Any] | None, compute: Callable[[list[int], list[int | None]], list[Any]],
+                sampling: bool = False) -> list[Any]:
+        """Values of the calls from the cache, computing the missing ones with
+        ``compute(indices, seeds)`` (``seeds[i]`` is the derived seed of a sampling call)."""
         name, version = _template_parts(template)
-        keys = [cache_key(backend=self.backend, model=self.model, template=name, template_version=version,
-                          prompt=prompt, params={**params, "kind": kind, **({"continuation": extras[i]} if extras else {})})
-                for i, prompt in enumerate(prompts)]
+
+        def key(i: int, occurrence: int | None = None):
+            call = {**params, "kind": kind, **({"continuation": extras[i]} if extras else {})}
+            if occurrence is not None:
+                call.update(run=self.cache.run_id, occurrence=occurrence)
+            return cache_key(backend=self.backend, model=self.model, template=name, template_version=version,
+                             prompt=prompts[i], params=call)
+
+        keys, seeds = [], []
+        for i in range(len(prompts)):
+            if sampling:  # a fresh draw: the k-th identical call of this run is occurrence k
+                call = key(i)
+                occurrence = self.cache.next_occurrence(call)
+                keys.append(key(i, occurrence))
+                seeds.append(derived_seed(self.cache.run_id, call, occurrence))
+            else:
+                keys.append(key(i))
+                seeds.append(None)
         found = self.cache.get_many(keys)
-        missing = [i for i, key in enumerate(keys) if key not in found]
+        missing = [i for i, k in enumerate(keys) if k not in found]
         self.count(cache_hits=len(keys) - len(missing), cache_misses=len(missing))
         if missing:
-            values = compute(missing)
-            for i, value in zip(missing, values):
-                found[keys[i]] = value
-                self.cache.put(keys[i], value, backend=self.backend, model=self.model, template=name,
-                               template_version=version, prompt=prompts[i],
-                               params={**params, "kind": kind, **({"continuation": extras[i]} if extras else {})})
-        return [found[key] for key in keys]
+            values = compute(missing, [seeds[i] for i in missing])
+            # What the cache holds wins: another process may have stored these keys meanwhile.
+            found.update(self.cache.put_many([{"key": keys[i], "value": value} for i, value in zip(missing, values)]))
+        return [found[k] for k in keys]
 
     def generate(self, prompts: Sequence[Prompt], *, max_tokens: int = 64, temperature: float = 0.0, n: int = 1,
                  stop: Sequence[str] | None = None, seed: int | None = None,
                  template: str = RAW_TEMPLATE) -> list[list[str]]:
         params = {"max_tokens": max_tokens, "temperature": temperature, "n": n, "stop": list(stop or []), "seed": seed}
-        return self._cached("generate", prompts, params, template, None,
-                            lambda idx: self.inner.generate([prompts[i] for i in idx], max_tokens=max_tokens,
-                                                            temperature=temperature, n=n, stop=stop, seed=seed))
+        sampling = temperature > 0 and seed is None
+
+        def compute(indices: list[int], seeds: list[int | None]) -> list[list[str]]:
+            if not sampling:
+                return self.inner.generate([prompts[i] for i in indices], max_tokens=max_tokens,
+                                           temperature=temperature, n=n, stop=stop, seed=seed)
+            # one call per draw, each with its own derived seed: a draw never depends on its batch
+            return [self.inner.generate([prompts[i]], max_tokens=max_tokens, temperature=temperature, n=n,
+                                        stop=stop, seed=draw_seed)[0] for i, draw_seed in zip(indices, seeds)]
+
+        return self._cached("generate", prompts, params, template, None, compute, sampling=sampling)
 
     def score(self, prompts: Sequence[Prompt], continuations: Sequence[str], *,
               template: str = RAW_TEMPLATE) -> list[list[float]]:
         if len(prompts) != len(continuations):
             raise ValueError(f"{len(prompts)} prompts but {len(continuations)} continuations")
         return self._cached("score", prompts, {}, template, continuations,
-                            lambda idx: self.inner.score([prompts[i] for i in idx], [continuations[i] for i in idx]))
+                            lambda idx, _: self.inner.score([prompts[i] for i in idx], [continuations[i] for i in idx]))
+
+
+def derived_seed(run_id: str, call: str, occurrence: int) -> int:
+    """The backend seed of a run's ``occurrence``-th sampling call ``call`` (a cache key)."""
+    digest = hashlib.sha256(f"{run_id}|{call}|{occurrence}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF

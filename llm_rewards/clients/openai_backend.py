@@ -42,6 +42,7 @@ class OpenAIClient(LLMClient):
         super().__init__(model)
         self.base_url = base_url.rstrip("/")
         self.max_retries, self.backoff, self.max_backoff = max_retries, backoff, max_backoff
+        self._jitter = random.Random()  # its own: the global RNG belongs to the agent
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(api_key_env)
         if key:
@@ -79,7 +80,7 @@ class OpenAIClient(LLMClient):
             time.sleep(wait)
 
     def _delay(self, attempt: int) -> float:
-        return min(self.max_backoff, self.backoff * 2 ** attempt) * (0.5 + random.random() / 2)
+        return min(self.max_backoff, self.backoff * 2 ** attempt) * (0.5 + self._jitter.random() / 2)
 
     def _one_generation(self, prompt: Prompt, params: dict[str, Any]) -> list[str]:
         if isinstance(prompt, str):

@@ -22,7 +22,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from .base import LLMClient, Prompt, check_sampling, cut_at_stop, render_prompt
+from .base import LLMClient, Prompt, check_sampling, render_prompt
+from .decoding import Result, Row, decode
 
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_NAME = "SmolLM2-135M-Instruct"
@@ -71,6 +72,11 @@ def _dequantized_default() -> Path:
     return target
 
 
+def sample_seed(seed: int | None, index: int) -> int | None:
+    """The seed of sample ``index`` of a call seeded ``seed`` (None stays None: OS entropy)."""
+    return None if seed is None else (int(seed) * 1_000_003 + index) % (1 << 63)
+
+
 class TransformersClient(LLMClient):
     """A local causal LM through transformers: batched generation and one-pass batched scoring."""
 
@@ -100,26 +106,26 @@ class TransformersClient(LLMClient):
 
     def generate(self, prompts: Sequence[Prompt], *, max_tokens: int = 64, temperature: float = 0.0, n: int = 1,
                  stop: Sequence[str] | None = None, seed: int | None = None) -> list[list[str]]:
-        import torch
-
+        """``n`` completions of each prompt. Sampling draws from private generators (sample ``j`` of
+        a prompt seeded from ``seed`` and ``j``): a seeded call gives the same text whatever else is
+        in the batch, and no global RNG is touched."""
         check_sampling(max_tokens, temperature, n)
-        if not prompts:
-            return []
-        texts = [self.render(p) for p in prompts]
-        batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-        sampling = {"do_sample": temperature > 0, "num_return_sequences": n}
-        if temperature > 0:
-            sampling.update(temperature=temperature, top_p=1.0, top_k=0)
-        with self._lock, self.timed_call(len(prompts)), torch.inference_mode():
-            if seed is not None:
-                torch.manual_seed(seed)
-            output = self.lm.generate(**batch, max_new_tokens=max_tokens, pad_token_id=self.tokenizer.pad_token_id,
-                                         **sampling)
-        new_tokens = output[:, batch["input_ids"].shape[1]:]
-        decoded = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        completion_tokens = int((new_tokens != self.tokenizer.pad_token_id).sum())
-        self.count(prompt_tokens=int(batch["attention_mask"].sum()) * n, completion_tokens=completion_tokens)
-        return [[cut_at_stop(decoded[i * n + j], stop) for j in range(n)] for i in range(len(prompts))]
+        rows = [Row(ids, max_tokens, temperature, tuple(stop or ()), sample_seed(seed, j))
+                for ids in self.encode(prompts) for j in range(n)]
+        results = self.decode(rows)
+        return [[results[i * n + j].text for j in range(n)] for i in range(len(prompts))]
+
+    def encode(self, prompts: Sequence[Prompt]) -> list[list[int]]:
+        """The token ids of each prompt, rendered (chat messages through the chat template)."""
+        return [self.tokenizer(self.render(p), add_special_tokens=False)["input_ids"] for p in prompts]
+
+    def decode(self, rows: Sequence[Row]) -> list[Result]:
+        """Continue ``rows`` together (see :mod:`~align_gym.llm_rewards.clients.decoding`)."""
+        with self._lock, self.timed_call(len(rows)):
+            results = decode(self.lm, self.tokenizer, rows, self.device)
+        self.count(prompt_tokens=sum(len(r.prompt_ids) for r in rows),
+                   completion_tokens=sum(len(r.token_ids) for r in results))
+        return results
 
     def score(self, prompts: Sequence[Prompt], continuations: Sequence[str]) -> list[list[float]]:
         """One forward pass over all (prompt, continuation) rows, left-padded so that every

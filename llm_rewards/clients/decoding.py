@@ -1,0 +1,117 @@
+"""Token-by-token decoding of a batch of rows with one causal LM: what the embedded client and
+``serve-llm`` generate with.
+
+Each row has its own settings (budget, temperature, stop strings, how many top log-probabilities
+to keep) and its own :class:`torch.Generator`, so a row's sample depends on its seed alone, never on
+the rows beside it, and no global RNG (Python's, numpy's, torch's) is touched: an SB3 agent
+sampling in the same process, or an annotator thread sampling beside it, keeps its own stream.
+Rows share the forward passes (left-padded, with a KV cache), which is how concurrent server
+requests are batched. A row ends at the end-of-sequence token or a stop string
+(``finish_reason="stop"``) or when its budget is spent (``"length"``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Row:
+    """One sequence to continue: prompt token ids and its settings."""
+
+    prompt_ids: list[int]
+    max_tokens: int
+    temperature: float = 0.0
+    stop: Sequence[str] = ()
+    seed: int | None = None  # None: drawn from the OS, never from a global RNG
+    top_logprobs: int = 0
+    on_text: Callable[[str], None] | None = None  # called with each new piece of text (streaming)
+
+
+@dataclass
+class Result:
+    """What a row produced: its text (cut before a stop string), its tokens, each token's
+    log-probability under the model and the top alternatives, and why it ended."""
+
+    text: str = ""
+    token_ids: list[int] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    top_logprobs: list[dict[str, float]] = field(default_factory=list)
+    finish_reason: str = "length"
+
+
+def generator_for(seed: int | None, device: str = "cpu"):
+    """A private torch generator: seeded, or from the OS's entropy."""
+    import torch
+
+    value = seed if seed is not None else int.from_bytes(os.urandom(8), "big") >> 1
+    return torch.Generator(device=device).manual_seed(int(value) & 0x7FFF_FFFF_FFFF_FFFF)
+
+
+def decode(model: Any, tokenizer: Any, rows: Sequence[Row], device: str = "cpu") -> list[Result]:
+    """Continue every row; one forward pass per step for all rows still running."""
+    import torch
+
+    if not rows:
+        return []
+    results = [Result() for _ in rows]
+    generators = [generator_for(row.seed, device) for row in rows]
+    eos = {tokenizer.eos_token_id} - {None}
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(eos), 0)
+    width = max(len(row.prompt_ids) for row in rows)
+    ids = torch.tensor([[pad] * (width - len(r.prompt_ids)) + list(r.prompt_ids) for r in rows], device=device)
+    mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in rows], device=device)
+    running = [row.max_tokens > 0 for row in rows]
+    budget = max((row.max_tokens for row in rows), default=0)
+    past, step_ids = None, ids
+    with torch.inference_mode():
+        for _ in range(budget):
+            if not any(running):
+                break
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -step_ids.shape[1]:]
+            output = model(input_ids=step_ids, attention_mask=mask, position_ids=positions, past_key_values=past,
+                           use_cache=True, logits_to_keep=1)
+            past = output.past_key_values
+            logits = output.logits[:, -1].float()
+            logprobs = torch.log_softmax(logits, dim=-1)
+            chosen = []
+            for i, row in enumerate(rows):
+                if not running[i]:
+                    chosen.append(pad)
+                    continue
+                if row.temperature > 0:
+                    probs = torch.softmax(logits[i] / row.temperature, dim=-1)
+                    token = int(torch.multinomial(probs, 1, generator=generators[i]))
+                else:
+                    token = int(logits[i].argmax())
+                chosen.append(token)
+                _record(results[i], row, token, logprobs[i], tokenizer, eos)
+                running[i] = results[i].finish_reason != "stop" and len(results[i].token_ids) < row.max_tokens
+            step_ids = torch.tensor([[t] for t in chosen], device=device)
+            mask = torch.cat([mask, torch.tensor([[int(r)] for r in running], device=device)], dim=-1)
+    return results
+
+
+def _record(result: Result, row: Row, token: int, logprobs: Any, tokenizer: Any, eos: set[int]) -> None:
+    """Add ``token`` to ``result``: its log-probability and top alternatives, the text it adds,
+    and the end of the row at end-of-sequence or a stop string."""
+    result.token_ids.append(token)
+    result.tokens.append(tokenizer.decode([token]))
+    result.logprobs.append(float(logprobs[token]))
+    if row.top_logprobs:
+        values, indices = logprobs.topk(row.top_logprobs)
+        result.top_logprobs.append({tokenizer.decode([int(j)]): float(v) for v, j in zip(values, indices)})
+    if token in eos:
+        result.finish_reason = "stop"
+        return
+    text = tokenizer.decode(result.token_ids, skip_special_tokens=True)
+    cut = min((text.find(s) for s in row.stop if s and s in text), default=-1)
+    if cut >= 0:
+        text, result.finish_reason = text[:cut], "stop"
+    if row.on_text is not None and len(text) > len(result.text):
+        row.on_text(text[len(result.text):])
+    result.text = text
