@@ -58,7 +58,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_serve_llm(args: argparse.Namespace) -> int:
     from .llm_rewards.server import serve
 
-    serve(args.model, host=args.host, port=args.port, served_model_name=args.served_model_name)
+    serve(args.model, host=args.host, port=args.port, served_model_name=args.served_model_name,
+          batch_window=args.batch_window, max_batch=args.max_batch)
     return 0
 
 
@@ -141,12 +142,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve_llm = commands.add_parser(
         "serve-llm", help="serve a local model over an OpenAI-compatible HTTP API",
         description="Load a local model once and serve /v1/models, /v1/chat/completions and /v1/completions "
-                    "(with echo+logprobs for scoring), so several env processes share it through "
-                    "openai:MODEL@http://HOST:PORT/v1. Flags follow `vllm serve`.")
+                    "as vLLM's server does (logprobs and top_logprobs, n, stop, seed, finish_reason, streaming; "
+                    "echo+logprobs for scoring), so several env processes share it through "
+                    "openai:MODEL@http://HOST:PORT/v1. Concurrent requests share forward passes. "
+                    "Flags follow `vllm serve`.")
     serve_llm.add_argument("--model", default="hf:default", help="hf:default or hf:/path/to/model (default hf:default)")
     serve_llm.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve_llm.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve_llm.add_argument("--served-model-name", default=None, help="model id clients ask for (default: the model's name)")
+    serve_llm.add_argument("--batch-window", type=float, default=0.01,
+                           help="seconds to collect concurrent requests into one batch (default 0.01)")
+    serve_llm.add_argument("--max-batch", type=int, default=32, help="most sequences decoded together (default 32)")
     serve_llm.set_defaults(run=_cmd_serve_llm)
 
     llm = commands.add_parser("llm", help="LLM layer tools (the on-disk cache)", description="LLM layer tools.")

@@ -1,46 +1,156 @@
-"""``align-gym serve-llm``: an OpenAI-compatible HTTP server over a local client.
+"""``align-gym serve-llm``: an OpenAI-compatible HTTP server over a local model, speaking what
+vLLM's server speaks for the paths this project uses.
 
-Several env processes on one CPU box can then share one loaded model through the ``openai``
-backend (or the official ``openai`` Python client, unchanged). Endpoints: ``GET /v1/models``,
-``POST /v1/chat/completions``, ``POST /v1/completions`` (with ``echo`` and ``logprobs`` for
-scoring: ``max_tokens=0, echo=true, logprobs=1`` returns every prompt token's log-probability).
-Binds to 127.0.0.1 unless told otherwise.
+Several env processes on one box then share one loaded model through the ``openai`` backend or
+the official ``openai`` Python client, unchanged. Endpoints:
+
+- ``GET /v1/models``;
+- ``POST /v1/completions``: ``prompt`` (a string or a list), ``max_tokens``, ``temperature``, ``n``,
+  ``stop``, ``seed``, ``echo``, ``logprobs=k`` (``tokens``, ``token_logprobs``, ``top_logprobs``
+  with k entries, ``text_offset``, for generated tokens and, with ``echo``, for the prompt's),
+  ``stream``; ``max_tokens=0, echo=true, logprobs=1`` scores a text;
+- ``POST /v1/chat/completions``: ``messages``, ``max_tokens`` (or ``max_completion_tokens``),
+  ``temperature``, ``n``, ``stop``, ``seed``, ``logprobs``, ``top_logprobs``, ``stream``.
+
+``finish_reason`` is ``"length"`` when ``max_tokens`` cut the text and ``"stop"`` otherwise.
+Streams are server-sent events, as the official client reads them. Concurrent requests are
+batched: a :class:`Batcher` collects the requests that arrive within ``batch_window`` seconds (up
+to ``max_batch`` sequences) and decodes them in shared forward passes; each sequence keeps its own
+seed, so a seeded answer does not depend on what it was batched with. Binds to 127.0.0.1 unless
+told otherwise.
 
     align-gym serve-llm --model hf:default --port 8000
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import queue
+import threading
 import time
 import uuid
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import Future
 from typing import Any
+
+from .clients.decoding import Result, Row
+from .clients.transformers_backend import sample_seed
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 
 
-def create_app(client: Any, served_name: str | None = None):
-    """A FastAPI app serving ``client`` (a :class:`TransformersClient` or any client with
-    ``generate`` and ``token_logprobs``) under ``served_name``."""
+class Batcher:
+    """Decodes the rows of concurrent requests together: a worker thread takes what arrives
+    within ``window`` seconds of the first request (at most ``max_rows`` rows) and runs one
+    :meth:`decode` over all of it."""
+
+    def __init__(self, client: Any, window: float = 0.01, max_rows: int = 32):
+        self.client, self.window, self.max_rows = client, window, max_rows
+        self._queue: queue.Queue[tuple[list[Row], Future]] = queue.Queue()
+        self.batches = 0
+        threading.Thread(target=self._run, name="align-gym-batcher", daemon=True).start()
+
+    def submit(self, rows: list[Row]) -> Future:
+        future: Future = Future()
+        self._queue.put((rows, future))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            size, deadline = len(batch[0][0]), time.monotonic() + self.window
+            while size < self.max_rows:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    batch.append(self._queue.get(timeout=left))
+                except queue.Empty:
+                    break
+                size += len(batch[-1][0])
+            rows = [row for request, _ in batch for row in request]
+            try:
+                results = self.client.decode(rows)
+            except Exception as error:  # every request of the batch hears of it
+                for _, future in batch:
+                    future.set_exception(error)
+                continue
+            self.batches += 1
+            start = 0
+            for request, future in batch:
+                future.set_result(results[start:start + len(request)])
+                start += len(request)
+
+
+def _stop_list(body: dict[str, Any]) -> list[str]:
+    stop = body.get("stop")
+    if stop is None:
+        return []
+    stops = [stop] if isinstance(stop, str) else stop
+    if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+        raise ValueError("'stop' must be a string or a list of strings")
+    return stops
+
+
+def _rows(prompt_ids: list[int], body: dict[str, Any], top: int, max_tokens: int) -> list[Row]:
+    n, temperature, seed = int(body.get("n") or 1), float(body.get("temperature", 1.0)), body.get("seed")
+    if n < 1 or temperature < 0 or max_tokens < 0:
+        raise ValueError("n must be >= 1, temperature >= 0 and max_tokens >= 0")
+    if not 0 <= top <= 20:
+        raise ValueError("at most 20 top log-probabilities per token")
+    return [Row(prompt_ids, max_tokens, temperature, tuple(_stop_list(body)), sample_seed(seed, j), top)
+            for j in range(n)]
+
+
+def _sse(payload: Any) -> str:
+    return f"data: {json.dumps(payload)}\n\n"
+
+
+def create_app(client: Any, served_name: str | None = None, batch_window: float = 0.01, max_batch: int = 32):
+    """A FastAPI app serving ``client`` (a :class:`TransformersClient`: ``encode``, ``decode``,
+    ``token_logprobs``) under ``served_name``."""
     from fastapi import FastAPI, HTTPException
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, StreamingResponse
 
     name = served_name or client.model
     app = FastAPI(title="align-gym LLM server")
+    batcher = Batcher(client, batch_window, max_batch)
+    app.state.batcher = batcher
 
     def check_model(requested: str | None) -> None:
         if requested not in (None, name, client.model):
             raise HTTPException(404, f"model {requested!r} is not served here; this server serves {name!r}")
 
-    def sampling(body: dict[str, Any]) -> dict[str, Any]:
-        stop = body.get("stop")
-        return {"max_tokens": int(body.get("max_tokens") or 16), "temperature": float(body.get("temperature", 1.0)),
-                "n": int(body.get("n", 1)), "stop": [stop] if isinstance(stop, str) else stop, "seed": body.get("seed")}
-
-    def usage(before: tuple[int, int]) -> dict[str, int]:
-        prompt_tokens = client.usage.prompt_tokens - before[0]
-        completion_tokens = client.usage.completion_tokens - before[1]
+    def usage(prompt_tokens: int, results: Sequence[Result]) -> dict[str, int]:
+        completion_tokens = sum(len(r.token_ids) for r in results)
         return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens}
+
+    async def run(rows: list[Row]) -> list[Result]:
+        return await asyncio.wrap_future(batcher.submit(rows))
+
+    def stream(rows: list[Row], first_index: int, chunk, final) -> AsyncIterator[str]:
+        """Server-sent events: text deltas as the batcher produces them, then each row's end."""
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+        for k, row in enumerate(rows):
+            row.on_text = lambda text, k=k: loop.call_soon_threadsafe(events.put_nowait, (k, text))
+        future = batcher.submit(rows)
+        future.add_done_callback(lambda _: loop.call_soon_threadsafe(events.put_nowait, None))
+
+        async def events_out() -> AsyncIterator[str]:
+            for k in range(len(rows)):
+                opening = chunk(first_index + k, None)
+                if opening is not None:
+                    yield _sse(opening)
+            while (event := await events.get()) is not None:
+                yield _sse(chunk(first_index + event[0], event[1]))
+            for k, result in enumerate(future.result()):
+                yield _sse(final(first_index + k, result))
+            yield "data: [DONE]\n\n"
+
+        return events_out()
 
     @app.exception_handler(ValueError)
     def bad_request(_, error: ValueError):
@@ -51,61 +161,131 @@ def create_app(client: Any, served_name: str | None = None):
         return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "align-gym"}]}
 
     @app.post("/v1/chat/completions")
-    def chat(body: dict[str, Any]) -> dict[str, Any]:
+    async def chat(body: dict[str, Any]):
         check_model(body.get("model"))
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise ValueError("'messages' must be a non-empty list of {role, content}")
-        before = (client.usage.prompt_tokens, client.usage.completion_tokens)
-        texts = client.generate([messages], **sampling(body))[0]
-        return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-                "model": name, "usage": usage(before),
-                "choices": [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
-                            for i, t in enumerate(texts)]}
+        want_logprobs = bool(body.get("logprobs"))
+        top = int(body.get("top_logprobs") or 0) if want_logprobs else 0
+        max_tokens = int(body.get("max_completion_tokens") or body.get("max_tokens") or 256)
+        [prompt_ids] = client.encode([messages])
+        rows = _rows(prompt_ids, body, top, max_tokens)
+        answer_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+
+        def content_logprobs(result: Result) -> dict[str, Any] | None:
+            if not want_logprobs:
+                return None
+            return {"content": [
+                {"token": token, "logprob": value, "bytes": list(token.encode()),
+                 "top_logprobs": [{"token": t, "logprob": v, "bytes": list(t.encode())}
+                                  for t, v in (result.top_logprobs[k].items() if top else [])]}
+                for k, (token, value) in enumerate(zip(result.tokens, result.logprobs))]}
+
+        if body.get("stream"):
+            head = {"id": answer_id, "object": "chat.completion.chunk", "created": created, "model": name}
+
+            def chunk(index: int, text: str | None) -> dict[str, Any]:
+                delta = {"role": "assistant", "content": ""} if text is None else {"content": text}
+                return {**head, "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": None}]}
+
+            def final(index: int, result: Result) -> dict[str, Any]:
+                return {**head, "choices": [{"index": index, "delta": {}, "logprobs": content_logprobs(result),
+                                             "finish_reason": result.finish_reason}]}
+
+            return StreamingResponse(stream(rows, 0, chunk, final), media_type="text/event-stream")
+        results = await run(rows)
+        return {"id": answer_id, "object": "chat.completion", "created": created, "model": name,
+                "usage": usage(len(prompt_ids) * len(rows), results),
+                "choices": [{"index": j, "message": {"role": "assistant", "content": r.text},
+                             "logprobs": content_logprobs(r), "finish_reason": r.finish_reason}
+                            for j, r in enumerate(results)]}
 
     @app.post("/v1/completions")
-    def completions(body: dict[str, Any]) -> dict[str, Any]:
+    async def completions(body: dict[str, Any]):
         check_model(body.get("model"))
         prompts = body.get("prompt")
         prompts = [prompts] if isinstance(prompts, str) else prompts
-        if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
+        if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
             raise ValueError("'prompt' must be a string or a list of strings")
-        params = sampling(body)
-        echo, logprobs = bool(body.get("echo")), body.get("logprobs")
-        before = (client.usage.prompt_tokens, client.usage.completion_tokens)
-        choices = []
-        if params["max_tokens"] == 0 or body.get("max_tokens") == 0:
-            if logprobs is None or not echo:
+        echo, k = bool(body.get("echo")), body.get("logprobs")
+        top = int(k) if k is not None else 0
+        max_tokens = int(body["max_tokens"]) if body.get("max_tokens") is not None else 16
+        answer_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+        loop = asyncio.get_running_loop()
+
+        async def prompt_logprobs(prompt: str) -> tuple[list, list, list, list]:
+            return await loop.run_in_executor(None, lambda: client.token_logprobs(prompt, top=top))
+
+        if max_tokens == 0:
+            if not echo or k is None:
                 raise ValueError("max_tokens=0 is only for scoring: pass echo=true and logprobs")
+            choices = []
             for i, prompt in enumerate(prompts):
-                tokens, values, offsets = client.token_logprobs(prompt)
+                tokens, values, offsets, alternatives = await prompt_logprobs(prompt)
                 choices.append({"index": i, "text": prompt, "finish_reason": "length",
                                 "logprobs": {"tokens": tokens, "token_logprobs": values, "text_offset": offsets,
-                                             "top_logprobs": None}})
-        else:
-            if logprobs is not None:
-                raise ValueError("this server returns log-probabilities only for scoring (max_tokens=0, echo=true)")
-            outputs = client.generate(prompts, **params)
-            for i, (prompt, texts) in enumerate(zip(prompts, outputs)):
-                for j, text in enumerate(texts):
-                    choices.append({"index": i * params["n"] + j, "text": (prompt + text) if echo else text,
-                                    "finish_reason": "stop", "logprobs": None})
-        return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
-                "model": name, "choices": choices, "usage": usage(before)}
+                                             "top_logprobs": alternatives if top else None}})
+            total = sum(len(c["logprobs"]["tokens"]) for c in choices)
+            return {"id": answer_id, "object": "text_completion", "created": created, "model": name,
+                    "choices": choices, "usage": {"prompt_tokens": total, "completion_tokens": 0, "total_tokens": total}}
+
+        encoded = client.encode(prompts)
+        per_prompt = [_rows(ids, body, top, max_tokens) for ids in encoded]
+        n = len(per_prompt[0])
+
+        async def logprobs_of(prompt: str, result: Result) -> dict[str, Any] | None:
+            if k is None:
+                return None
+            tokens, values, offsets, alternatives = ([], [], [], [])
+            if echo:
+                tokens, values, offsets, alternatives = await prompt_logprobs(prompt)
+            start = len(prompt) if echo else 0
+            for token in result.tokens:
+                offsets = [*offsets, start]
+                start += len(token)
+            return {"tokens": tokens + result.tokens, "token_logprobs": values + result.logprobs,
+                    "top_logprobs": (alternatives + result.top_logprobs) if top else None, "text_offset": offsets}
+
+        if body.get("stream"):
+            if len(prompts) != 1:
+                raise ValueError("stream one prompt per request")
+            head = {"id": answer_id, "object": "text_completion", "created": created, "model": name}
+
+            def chunk(index: int, text: str | None) -> dict[str, Any] | None:
+                if text is None:
+                    return {**head, "choices": [{"index": index, "text": prompts[0], "logprobs": None,
+                                                 "finish_reason": None}]} if echo else None
+                return {**head, "choices": [{"index": index, "text": text, "logprobs": None, "finish_reason": None}]}
+
+            def final(index: int, result: Result) -> dict[str, Any]:
+                return {**head, "choices": [{"index": index, "text": "", "logprobs": None,
+                                             "finish_reason": result.finish_reason}]}
+
+            return StreamingResponse(stream(per_prompt[0], 0, chunk, final), media_type="text/event-stream")
+        results = await run([row for rows in per_prompt for row in rows])
+        choices = []
+        for i, prompt in enumerate(prompts):
+            for j in range(n):
+                result = results[i * n + j]
+                choices.append({"index": i * n + j, "text": (prompt + result.text) if echo else result.text,
+                                "logprobs": await logprobs_of(prompt, result), "finish_reason": result.finish_reason})
+        return {"id": answer_id, "object": "text_completion", "created": created, "model": name, "choices": choices,
+                "usage": usage(sum(len(ids) for ids in encoded) * n, results)}
 
     return app
 
 
 def serve(model_spec: str = "hf:default", host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          served_model_name: str | None = None) -> None:
+          served_model_name: str | None = None, batch_window: float = 0.01, max_batch: int = 32) -> None:
     """Load the model once and serve it until interrupted."""
     import uvicorn
 
     from .clients import get_client
 
     client = get_client(model_spec, cache=None)
-    if not hasattr(client, "token_logprobs"):
+    if not hasattr(client, "decode"):
         raise ValueError(f"serve-llm serves local models (hf:...), not {model_spec!r}")
-    app = create_app(client, served_model_name)
+    app = create_app(client, served_model_name, batch_window, max_batch)
     print(f"serving {served_model_name or client.model} on http://{host}:{port}/v1", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -121,6 +121,65 @@ def test_official_openai_client_works_against_serve_llm(served_model):
         client.chat.completions.create(model="no-such-model", messages=FRANCE, max_tokens=4)
 
 
+def test_official_client_gets_vllm_style_logprobs_streams_n_and_finish_reasons(served_model, embedded):
+    import math
+
+    import openai
+
+    client = openai.OpenAI(base_url=served_model, api_key="unused")
+    model = client.models.list().data[0].id
+    # completions with logprobs=2: log-probabilities of the generated tokens, two alternatives each
+    text = client.completions.create(model=model, prompt="1, 2, 3,", max_tokens=5, temperature=0, logprobs=2)
+    choice = text.choices[0]
+    assert choice.finish_reason == "length"  # cut by max_tokens
+    assert len(choice.logprobs.tokens) == len(choice.logprobs.token_logprobs) == 5
+    assert all(v <= 0 for v in choice.logprobs.token_logprobs)
+    assert all(len(top) == 2 and all(v <= 0 for v in top.values()) for top in choice.logprobs.top_logprobs)
+    # greedy: the chosen token is the likeliest, and its logprob is the top one
+    assert all(math.isclose(max(top.values()), v, abs_tol=1e-4)
+               for top, v in zip(choice.logprobs.top_logprobs, choice.logprobs.token_logprobs))
+    assert choice.logprobs.text_offset == sorted(choice.logprobs.text_offset)
+    # echoed prompt tokens come first, with their log-probabilities
+    echoed = client.completions.create(model=model, prompt="1, 2, 3,", max_tokens=2, temperature=0, logprobs=1, echo=True)
+    assert echoed.choices[0].text.startswith("1, 2, 3,") and echoed.choices[0].logprobs.token_logprobs[0] is None
+    # chat with logprobs and top_logprobs
+    chat = client.chat.completions.create(model=model, messages=FRANCE, max_tokens=12, temperature=0,
+                                          logprobs=True, top_logprobs=2)
+    content = chat.choices[0].logprobs.content
+    assert "".join(t.token for t in content).strip() and all(len(t.top_logprobs) == 2 for t in content)
+    assert chat.choices[0].finish_reason in ("stop", "length")
+    short = client.chat.completions.create(model=model, messages=FRANCE, max_tokens=2, temperature=0)
+    assert short.choices[0].finish_reason == "length" and short.usage.completion_tokens == 2
+    # n=2 seeded samples, reproducible
+    two = client.chat.completions.create(model=model, messages=FRANCE, max_tokens=8, temperature=1.0, n=2, seed=7)
+    again = client.chat.completions.create(model=model, messages=FRANCE, max_tokens=8, temperature=1.0, n=2, seed=7)
+    assert len(two.choices) == 2 and [c.message.content for c in two.choices] == [c.message.content for c in again.choices]
+    # streaming chat: the deltas add up to the whole answer
+    pieces, reasons = [], []
+    for chunk in client.chat.completions.create(model=model, messages=FRANCE, max_tokens=12, temperature=0, stream=True):
+        for c in chunk.choices:
+            pieces.append(c.delta.content or "")
+            reasons.append(c.finish_reason)
+    whole = client.chat.completions.create(model=model, messages=FRANCE, max_tokens=12, temperature=0)
+    assert "".join(pieces) == whole.choices[0].message.content and reasons[-1] == whole.choices[0].finish_reason
+    # stop strings end a text with finish_reason "stop"
+    stopped = client.completions.create(model=model, prompt="1, 2, 3,", max_tokens=12, temperature=0, stop=[","])
+    assert "," not in stopped.choices[0].text and stopped.choices[0].finish_reason == "stop"
+
+
+def test_concurrent_requests_are_answered_as_if_alone(served_model):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def ask(i):
+        body = {"model": "SmolLM2-135M-Instruct", "prompt": f"Count: {i},", "max_tokens": 8, "temperature": 0}
+        return httpx.post(f"{served_model}/completions", json=body, timeout=60).json()["choices"][0]["text"]
+
+    alone = [ask(i) for i in range(4)]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(ask, list(range(4)) * 2))
+    assert together == alone * 2  # batched with others, each answer is what it is alone
+
+
 def test_openai_backend_generates_and_scores_like_the_local_model(served_model, embedded):
     client = get_client(f"openai:SmolLM2-135M-Instruct@{served_model}", cache=None)
     [[answer]] = client.generate([FRANCE], max_tokens=16)
@@ -267,3 +326,13 @@ def test_llm_calls_leave_an_sb3_agents_random_stream_alone(embedded):
         return out
 
     assert actions(with_llm=False) == actions(with_llm=True)
+
+
+def test_openai_backend_returns_the_servers_token_logprobs(served_model, embedded):
+    remote = get_client(f"openai:SmolLM2-135M-Instruct@{served_model}", cache=None)
+    for prompt in ("1, 2, 3,", FRANCE):
+        [[theirs]] = remote.completions([prompt], max_tokens=6, top_logprobs=2)
+        [[ours]] = embedded.completions([prompt], max_tokens=6, top_logprobs=2)
+        assert theirs.text == ours.text and theirs.finish_reason == ours.finish_reason
+        np.testing.assert_allclose(theirs.logprobs, ours.logprobs, atol=1e-3)
+        assert all(len(alternatives) == 2 for alternatives in theirs.top_logprobs)

@@ -61,6 +61,14 @@ class LLMClient(ABC):
     def score(self, prompts: Sequence[Prompt], continuations: Sequence[str]) -> list[list[float]]:
         """Per-token log-probabilities of ``continuations[i]`` after ``prompts[i]``."""
 
+    def completions(self, prompts: Sequence[Prompt], *, max_tokens: int = 64, temperature: float = 0.0, n: int = 1,
+                    stop: Sequence[str] | None = None, seed: int | None = None, top_logprobs: int = 0) -> list[list[Any]]:
+        """Like :meth:`generate`, with each completion's tokens, their log-probabilities, the
+        ``top_logprobs`` likeliest alternatives per token and the finish reason
+        (:class:`~align_gym.llm_rewards.clients.decoding.Result`). Not cached: for callers that
+        need the tokens (token-level agents), where the backend offers them."""
+        raise NotImplementedError(f"the {self.backend} backend does not return token log-probabilities")
+
     def count(self, **amounts: float) -> None:
         with self._usage_lock:
             for name, amount in amounts.items():

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .base import LLMClient, Prompt, check_sampling, cut_at_stop
+from .decoding import Result
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
@@ -104,6 +105,43 @@ class OpenAIClient(LLMClient):
         with self.timed_call(len(prompts)):
             results = list(self._pool.map(lambda p: self._one_generation(p, params), prompts))
         return [[cut_at_stop(text, stop) for text in texts] for texts in results]
+
+    def completions(self, prompts: Sequence[Prompt], *, max_tokens: int = 64, temperature: float = 0.0, n: int = 1,
+                    stop: Sequence[str] | None = None, seed: int | None = None, top_logprobs: int = 0) -> list[list[Result]]:
+        """Completions with the server's token log-probabilities (``logprobs`` on
+        ``/v1/completions``, ``logprobs``/``top_logprobs`` on chat), as vLLM's server gives them."""
+        check_sampling(max_tokens, temperature, n)
+        params: dict[str, Any] = {"max_tokens": max_tokens, "temperature": temperature, "n": n,
+                                  **({"stop": list(stop)} if stop else {}), **({"seed": seed} if seed is not None else {})}
+        with self.timed_call(len(prompts)):
+            return list(self._pool.map(lambda p: self._one_completion(p, params, top_logprobs), prompts))
+
+    def _one_completion(self, prompt: Prompt, params: dict[str, Any], top: int) -> list[Result]:
+        if isinstance(prompt, str):
+            reply = self._post("/completions", {"model": self.model, "prompt": prompt, "logprobs": max(top, 1), **params})
+        else:
+            reply = self._post("/chat/completions", {"model": self.model, "messages": list(prompt), "logprobs": True,
+                                                     "top_logprobs": top, **params})
+        out = []
+        for choice in sorted(reply["choices"], key=lambda c: c.get("index", 0)):
+            logprobs = choice.get("logprobs") or {}
+            if isinstance(prompt, str):
+                text, tokens = choice["text"], list(logprobs.get("tokens") or [])
+                values = [float(v) for v in logprobs.get("token_logprobs") or []]
+                alternatives = [dict(t) for t in logprobs.get("top_logprobs") or []] if top else []
+            else:
+                text, content = choice["message"]["content"] or "", logprobs.get("content") or []
+                tokens, values = [t["token"] for t in content], [float(t["logprob"]) for t in content]
+                alternatives = [{a["token"]: float(a["logprob"]) for a in t.get("top_logprobs") or []}
+                                for t in content] if top else []
+            if not tokens:
+                raise LLMServerError(f"{self.base_url} returned no token log-probabilities: completions needs a server "
+                                     "that does, e.g. vllm serve or align-gym serve-llm")
+            out.append(Result(text, [], tokens, values, [{k: v for k, v in list(a.items())[:top]} for a in alternatives],
+                              choice.get("finish_reason") or "stop"))
+        usage = reply.get("usage") or {}
+        self.count(prompt_tokens=usage.get("prompt_tokens", 0), completion_tokens=usage.get("completion_tokens", 0))
+        return out
 
     def _one_score(self, prompt: Prompt, continuation: str) -> list[float]:
         if not isinstance(prompt, str):

@@ -109,11 +109,16 @@ class TransformersClient(LLMClient):
         """``n`` completions of each prompt. Sampling draws from private generators (sample ``j`` of
         a prompt seeded from ``seed`` and ``j``): a seeded call gives the same text whatever else is
         in the batch, and no global RNG is touched."""
+        done = self.completions(prompts, max_tokens=max_tokens, temperature=temperature, n=n, stop=stop, seed=seed)
+        return [[result.text for result in results] for results in done]
+
+    def completions(self, prompts: Sequence[Prompt], *, max_tokens: int = 64, temperature: float = 0.0, n: int = 1,
+                    stop: Sequence[str] | None = None, seed: int | None = None, top_logprobs: int = 0) -> list[list[Result]]:
         check_sampling(max_tokens, temperature, n)
-        rows = [Row(ids, max_tokens, temperature, tuple(stop or ()), sample_seed(seed, j))
+        rows = [Row(ids, max_tokens, temperature, tuple(stop or ()), sample_seed(seed, j), top_logprobs)
                 for ids in self.encode(prompts) for j in range(n)]
         results = self.decode(rows)
-        return [[results[i * n + j].text for j in range(n)] for i in range(len(prompts))]
+        return [results[i * n:(i + 1) * n] for i in range(len(prompts))]
 
     def encode(self, prompts: Sequence[Prompt]) -> list[list[int]]:
         """The token ids of each prompt, rendered (chat messages through the chat template)."""
@@ -160,18 +165,27 @@ class TransformersClient(LLMClient):
         self.count(prompt_tokens=int(mask.sum()))
         return [picked[i, picked.shape[1] - n:].tolist() for i, n in enumerate(lengths)]
 
-    def token_logprobs(self, text: str) -> tuple[list[str], list[float | None], list[int]]:
+    def token_logprobs(self, text: str, top: int = 0) -> tuple[list[str], list[float | None], list[int], list[dict[str, float] | None]]:
         """Every token of ``text`` with its log-probability given the tokens before it (None for
-        the first) and its character offset: what an OpenAI server returns for ``echo=True``."""
+        the first), its character offset, and the ``top`` likeliest tokens at its place with their
+        log-probabilities (None for the first): what an OpenAI server returns for ``echo=True``."""
         import torch
 
         encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         ids = encoded["input_ids"]
         if not ids:
-            return [], [], []
+            return [], [], [], []
         with self._lock, self.timed_call(1), torch.inference_mode():
             logits = self.lm(input_ids=torch.tensor([ids], device=self.device)).logits.float()
-        logprobs = torch.log_softmax(logits[0, :-1], dim=-1).gather(-1, torch.tensor(ids[1:]).unsqueeze(-1)).squeeze(-1)
+        all_logprobs = torch.log_softmax(logits[0, :-1], dim=-1)
+        picked = all_logprobs.gather(-1, torch.tensor(ids[1:]).unsqueeze(-1)).squeeze(-1)
+        alternatives: list[dict[str, float] | None] = [None]
+        if top:
+            values, indices = all_logprobs.topk(top, dim=-1)
+            alternatives += [{self.tokenizer.decode([int(j)]): float(v) for v, j in zip(vs, js)}
+                             for vs, js in zip(values, indices)]
+        else:
+            alternatives += [None] * (len(ids) - 1)
         self.count(prompt_tokens=len(ids))
         tokens = [text[a:b] for a, b in encoded["offset_mapping"]]
-        return tokens, [None] + logprobs.tolist(), [a for a, _ in encoded["offset_mapping"]]
+        return tokens, [None] + picked.tolist(), [a for a, _ in encoded["offset_mapping"]], alternatives
