@@ -6,6 +6,11 @@
    per pass.
 3. Sandbox: calls/s of an LLM-written potential, batched vs one per round trip vs a direct call
    (see ``benchmarks/sandbox_throughput.py``).
+4. ``serve-llm``: completion tokens/s for 8 clients at once vs the same requests one at a time
+   (target: at least 3x, from batching concurrent requests into shared forward passes).
+5. Sandbox worker start: seconds and resident memory of a worker started from this process,
+   which has imported torch and SB3 as a training script has, as its own program
+   (``load_function``) vs multiprocessing's spawn (the old way: it re-imports this script).
 
     python benchmarks/llm_throughput.py [--captions 256]
 """
@@ -13,13 +18,23 @@
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
+import os
+import socket
+import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import httpx
+import stable_baselines3  # noqa: F401  (a training script's imports: what a spawned worker re-imports)
+import torch  # noqa: F401
 
 from align_gym.llm_rewards.cache import LLMCache, cache_key
 from align_gym.llm_rewards.clients.transformers_backend import TransformersClient
+from align_gym.llm_rewards.sandbox import load_function
 
 sys.path.insert(0, str(Path(__file__).parent))
 from sandbox_throughput import measure as measure_sandbox  # noqa: E402
@@ -35,6 +50,75 @@ def captions(n: int) -> list[str]:
 
 def rate(count: int, seconds: float) -> float:
     return count / max(seconds, 1e-9)
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+
+
+def _old_style_worker(ready) -> None:
+    """What a spawned sandbox worker did before it was a program: boot numpy and report."""
+    import numpy as np
+
+    np.linalg.norm(np.eye(3))
+    ready.send(rss_mib(os.getpid()))
+    ready.recv()  # wait to be released
+
+
+def worker_start(repeats: int = 3) -> dict[str, tuple[float, float]]:
+    """(seconds to a worker ready for calls, its resident MiB), best of ``repeats``, both ways."""
+    own, spawned = [], []
+    for i in range(repeats):
+        start = time.perf_counter()
+        f = load_function(f"def f(s):\n    return s + {i}\n", "f", memory_mb=256 + i).start()
+        own.append((time.perf_counter() - start, rss_mib(f.pid)))
+        f.close()
+        context = mp.get_context("spawn")
+        parent, child = context.Pipe()
+        start = time.perf_counter()
+        process = context.Process(target=_old_style_worker, args=(child,))
+        process.start()
+        memory = parent.recv()
+        spawned.append((time.perf_counter() - start, memory))
+        parent.send(None)
+        process.join()
+    return {"own program": min(own), "multiprocessing spawn": min(spawned)}
+
+
+def served_throughput(requests: int = 16, clients: int = 8, max_tokens: int = 32) -> tuple[float, float, float]:
+    """serve-llm's completion tokens/s: one request at a time, then ``clients`` at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "align_gym.cli", "serve-llm", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        while True:
+            try:
+                if httpx.get(f"{url}/models", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.5)
+
+        def ask(i: int) -> int:
+            body = {"model": "SmolLM2-135M-Instruct", "prompt": f"{PROMPT.format(EVENTS[i % len(EVENTS)])} ({i})",
+                    "max_tokens": max_tokens, "temperature": 0, "stop": []}
+            return httpx.post(f"{url}/completions", json=body, timeout=300).json()["usage"]["completion_tokens"]
+
+        ask(0)  # warm-up
+        start = time.perf_counter()
+        alone = sum(ask(i) for i in range(requests))
+        one_at_a_time = rate(alone, time.perf_counter() - start)
+        start = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            together = sum(pool.map(ask, range(requests)))
+        concurrent = rate(together, time.perf_counter() - start)
+    finally:
+        server.terminate()
+        server.wait(10)
+    return one_at_a_time, concurrent, concurrent / one_at_a_time
 
 
 def main() -> None:
@@ -81,6 +165,13 @@ def main() -> None:
 
     sandbox = measure_sandbox(20_000)
     print("sandbox calls/s: " + "   ".join(f"{k} {v:,.0f}" for k, v in sandbox.items()))
+
+    alone, together, ratio = served_throughput()
+    print(f"serve-llm completion tokens/s: 8 clients at once {together:7.1f}   one at a time {alone:7.1f}   "
+          f"ratio {ratio:4.1f}x (target >= 3x)")
+
+    for way, (seconds, memory) in worker_start().items():
+        print(f"sandbox worker start from a process with torch and SB3 loaded, {way:<22} {seconds:5.2f} s  {memory:6.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -41,14 +41,14 @@ DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 
 
 class Batcher:
-    """Decodes the rows of concurrent requests together: a worker thread takes what arrives
-    within ``window`` seconds of the first request (at most ``max_rows`` rows) and runs one
-    :meth:`decode` over all of it."""
+    """Decodes the rows of concurrent requests together: a worker thread keeps collecting while
+    requests arrive less than ``window`` seconds apart (for at most ``5 * window`` seconds and
+    ``max_rows`` rows), then runs one ``decode`` over all of it."""
 
-    def __init__(self, client: Any, window: float = 0.01, max_rows: int = 32):
+    def __init__(self, client: Any, window: float = 0.02, max_rows: int = 32):
         self.client, self.window, self.max_rows = client, window, max_rows
         self._queue: queue.Queue[tuple[list[Row], Future]] = queue.Queue()
-        self.batches = 0
+        self.batches = self.rows = 0  # how many batches ran, with how many rows in all
         threading.Thread(target=self._run, name="align-gym-batcher", daemon=True).start()
 
     def submit(self, rows: list[Row]) -> Future:
@@ -59,9 +59,10 @@ class Batcher:
     def _run(self) -> None:
         while True:
             batch = [self._queue.get()]
-            size, deadline = len(batch[0][0]), time.monotonic() + self.window
+            size, first = len(batch[0][0]), time.monotonic()
+            deadline = first + self.window
             while size < self.max_rows:
-                left = deadline - time.monotonic()
+                left = min(deadline, first + 5 * self.window) - time.monotonic()
                 if left <= 0:
                     break
                 try:
@@ -69,6 +70,7 @@ class Batcher:
                 except queue.Empty:
                     break
                 size += len(batch[-1][0])
+                deadline = time.monotonic() + self.window  # clients still arriving: wait for them
             rows = [row for request, _ in batch for row in request]
             try:
                 results = self.client.decode(rows)
@@ -77,6 +79,7 @@ class Batcher:
                     future.set_exception(error)
                 continue
             self.batches += 1
+            self.rows += len(rows)
             start = 0
             for request, future in batch:
                 future.set_result(results[start:start + len(request)])
@@ -107,7 +110,7 @@ def _sse(payload: Any) -> str:
     return f"data: {json.dumps(payload)}\n\n"
 
 
-def create_app(client: Any, served_name: str | None = None, batch_window: float = 0.01, max_batch: int = 32):
+def create_app(client: Any, served_name: str | None = None, batch_window: float = 0.02, max_batch: int = 32):
     """A FastAPI app serving ``client`` (a :class:`TransformersClient`: ``encode``, ``decode``,
     ``token_logprobs``) under ``served_name``."""
     from fastapi import FastAPI, HTTPException
@@ -277,7 +280,7 @@ def create_app(client: Any, served_name: str | None = None, batch_window: float 
 
 
 def serve(model_spec: str = "hf:default", host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          served_model_name: str | None = None, batch_window: float = 0.01, max_batch: int = 32) -> None:
+          served_model_name: str | None = None, batch_window: float = 0.02, max_batch: int = 32) -> None:
     """Load the model once and serve it until interrupted."""
     import uvicorn
 

@@ -78,6 +78,7 @@ def decode(model: Any, tokenizer: Any, rows: Sequence[Row], device: str = "cpu")
             past = output.past_key_values
             logits = output.logits[:, -1].float()
             logprobs = torch.log_softmax(logits, dim=-1)
+            greedy = logits.argmax(-1).tolist()  # one call for every greedy row
             chosen = []
             for i, row in enumerate(rows):
                 if not running[i]:
@@ -85,28 +86,35 @@ def decode(model: Any, tokenizer: Any, rows: Sequence[Row], device: str = "cpu")
                     continue
                 if row.temperature > 0:
                     probs = torch.softmax(logits[i] / row.temperature, dim=-1)
-                    token = int(torch.multinomial(probs, 1, generator=generators[i]))
+                    chosen.append(int(torch.multinomial(probs, 1, generator=generators[i])))
                 else:
-                    token = int(logits[i].argmax())
-                chosen.append(token)
-                _record(results[i], row, token, logprobs[i], tokenizer, eos)
-                running[i] = results[i].finish_reason != "stop" and len(results[i].token_ids) < row.max_tokens
+                    chosen.append(greedy[i])
+            picked = logprobs.gather(-1, torch.tensor(chosen, device=device).unsqueeze(-1)).squeeze(-1).tolist()
+            for i, row in enumerate(rows):
+                if running[i]:
+                    _record(results[i], row, chosen[i], picked[i], logprobs[i], tokenizer, eos)
+                    running[i] = results[i].finish_reason != "stop" and len(results[i].token_ids) < row.max_tokens
             step_ids = torch.tensor([[t] for t in chosen], device=device)
             mask = torch.cat([mask, torch.tensor([[int(r)] for r in running], device=device)], dim=-1)
+    for row, result in zip(rows, results):  # token strings and, where nothing needed it sooner, the text
+        result.tokens = [tokenizer.decode([t]) for t in result.token_ids]
+        if not row.stop and row.on_text is None:
+            result.text = tokenizer.decode(result.token_ids, skip_special_tokens=True)
     return results
 
 
-def _record(result: Result, row: Row, token: int, logprobs: Any, tokenizer: Any, eos: set[int]) -> None:
-    """Add ``token`` to ``result``: its log-probability and top alternatives, the text it adds,
-    and the end of the row at end-of-sequence or a stop string."""
+def _record(result: Result, row: Row, token: int, logprob: float, logprobs: Any, tokenizer: Any, eos: set[int]) -> None:
+    """Add ``token`` to ``result``: its log-probability and top alternatives, and the end of the
+    row at end-of-sequence or a stop string. The text is followed step by step only where a stop
+    string or a stream needs it."""
     result.token_ids.append(token)
-    result.tokens.append(tokenizer.decode([token]))
-    result.logprobs.append(float(logprobs[token]))
+    result.logprobs.append(logprob)
     if row.top_logprobs:
         values, indices = logprobs.topk(row.top_logprobs)
-        result.top_logprobs.append({tokenizer.decode([int(j)]): float(v) for v, j in zip(values, indices)})
+        result.top_logprobs.append({tokenizer.decode([j]): v for v, j in zip(values.tolist(), indices.tolist())})
     if token in eos:
         result.finish_reason = "stop"
+    if not row.stop and row.on_text is None:
         return
     text = tokenizer.decode(result.token_ids, skip_special_tokens=True)
     cut = min((text.find(s) for s in row.stop if s and s in text), default=-1)
