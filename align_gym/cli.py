@@ -83,6 +83,19 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_judge_check(args: argparse.Namespace) -> int:
+    import json
+
+    from .llm_rewards.judge_check import judge_check
+
+    report = judge_check(args.llm, args.template, args.env, per_class=args.per_class, seed=args.seed)
+    print(report.summary())
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report.as_dict(), fh, indent=2)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="align-gym", description="Sparse-reward tasks and reward shaping for Gymnasium.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -164,6 +177,20 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("file", nargs="?", help="the JSONL file for export or import")
     cache.add_argument("--path", default=None, help="cache file (default $ALIGN_GYM_CACHE or ~/.cache/align_gym/llm_cache.sqlite)")
     cache.set_defaults(run=_cmd_cache)
+    check = llm_commands.add_parser(
+        "judge-check", help="false positives of an LLM judge on master keys, accuracy on real captions",
+        description="Run a labelling or rating template on 'master keys' (contentless answers such as ':' or "
+                    "'Thought process:', which fool generative judges: Zhao et al. 2025) and on captions of the "
+                    "env labelled by its oracle (did the step make progress?); print the false-positive rate "
+                    "and the accuracy with counts and 95% intervals.",
+        epilog="example: align-gym llm judge-check --llm hf:default --template oni_label --env Align/KeyDoor-5x5-v0")
+    check.add_argument("--llm", default="hf:default", help="the judge's client spec (default hf:default)")
+    check.add_argument("--template", default="oni_label", help="oni_label or rate_number (default oni_label)")
+    check.add_argument("--env", default="Align/KeyDoor-5x5-v0", help="env whose captions are judged")
+    check.add_argument("--per-class", type=int, default=50, help="progress and other captions, each (default 50)")
+    check.add_argument("--seed", type=int, default=0, help="seed of the random policy collecting captions")
+    check.add_argument("--json", default=None, help="also write the report as JSON to this file")
+    check.set_defaults(run=_cmd_judge_check)
     return parser
 
 
