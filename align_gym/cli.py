@@ -163,8 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve_llm.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve_llm.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve_llm.add_argument("--served-model-name", default=None, help="model id clients ask for (default: the model's name)")
-    serve_llm.add_argument("--batch-window", type=float, default=0.02,
-                           help="seconds between arrivals that still join one batch (default 0.02)")
+    serve_llm.add_argument("--batch-window", type=float, default=0.05,
+                           help="seconds between arrivals that still join one batch (default 0.05)")
     serve_llm.add_argument("--max-batch", type=int, default=32, help="most sequences decoded together (default 32)")
     serve_llm.set_defaults(run=_cmd_serve_llm)
 

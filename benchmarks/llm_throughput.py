@@ -111,10 +111,16 @@ def served_throughput(requests: int = 16, clients: int = 8, max_tokens: int = 32
         start = time.perf_counter()
         alone = sum(ask(i) for i in range(requests))
         one_at_a_time = rate(alone, time.perf_counter() - start)
+        def counters() -> list[float]:
+            return [float(line.split()[1]) for line in httpx.get(f"http://127.0.0.1:{port}/metrics").text.splitlines()]
+
+        before = counters()
         start = time.perf_counter()
         with ThreadPoolExecutor(clients) as pool:
             together = sum(pool.map(ask, range(requests)))
         concurrent = rate(together, time.perf_counter() - start)
+        batches, rows = (after - first for after, first in zip(counters(), before))
+        print(f"serve-llm: {requests} concurrent requests ran in {batches:.0f} batches ({rows / batches:.1f} per batch)")
     finally:
         server.terminate()
         server.wait(10)

@@ -4,7 +4,7 @@ vLLM's server speaks for the paths this project uses.
 Several env processes on one box then share one loaded model through the ``openai`` backend or
 the official ``openai`` Python client, unchanged. Endpoints:
 
-- ``GET /v1/models``;
+- ``GET /v1/models``; ``GET /metrics`` (batches run and the sequences they held);
 - ``POST /v1/completions``: ``prompt`` (a string or a list), ``max_tokens``, ``temperature``, ``n``,
   ``stop``, ``seed``, ``echo``, ``logprobs=k`` (``tokens``, ``token_logprobs``, ``top_logprobs``
   with k entries, ``text_offset``, for generated tokens and, with ``echo``, for the prompt's),
@@ -45,7 +45,7 @@ class Batcher:
     requests arrive less than ``window`` seconds apart (for at most ``5 * window`` seconds and
     ``max_rows`` rows), then runs one ``decode`` over all of it."""
 
-    def __init__(self, client: Any, window: float = 0.02, max_rows: int = 32):
+    def __init__(self, client: Any, window: float = 0.05, max_rows: int = 32):
         self.client, self.window, self.max_rows = client, window, max_rows
         self._queue: queue.Queue[tuple[list[Row], Future]] = queue.Queue()
         self.batches = self.rows = 0  # how many batches ran, with how many rows in all
@@ -110,7 +110,7 @@ def _sse(payload: Any) -> str:
     return f"data: {json.dumps(payload)}\n\n"
 
 
-def create_app(client: Any, served_name: str | None = None, batch_window: float = 0.02, max_batch: int = 32):
+def create_app(client: Any, served_name: str | None = None, batch_window: float = 0.05, max_batch: int = 32):
     """A FastAPI app serving ``client`` (a :class:`TransformersClient`: ``encode``, ``decode``,
     ``token_logprobs``) under ``served_name``."""
     from fastapi import FastAPI, HTTPException
@@ -158,6 +158,14 @@ def create_app(client: Any, served_name: str | None = None, batch_window: float 
     @app.exception_handler(ValueError)
     def bad_request(_, error: ValueError):
         return JSONResponse(status_code=400, content={"error": {"message": str(error), "type": "invalid_request_error"}})
+
+    @app.get("/metrics")
+    def metrics():
+        """Prometheus-style counters, as vLLM's server has: batches run and the rows they held."""
+        from fastapi.responses import PlainTextResponse
+
+        return PlainTextResponse(f"align_gym_batches_total {batcher.batches}\n"
+                                 f"align_gym_batched_rows_total {batcher.rows}\n")
 
     @app.get("/v1/models")
     def models() -> dict[str, Any]:
@@ -280,7 +288,7 @@ def create_app(client: Any, served_name: str | None = None, batch_window: float 
 
 
 def serve(model_spec: str = "hf:default", host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          served_model_name: str | None = None, batch_window: float = 0.02, max_batch: int = 32) -> None:
+          served_model_name: str | None = None, batch_window: float = 0.05, max_batch: int = 32) -> None:
     """Load the model once and serve it until interrupted."""
     import uvicorn
 
