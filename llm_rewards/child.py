@@ -75,8 +75,8 @@ class ChildProgram:
     Not thread-safe by itself: callers hold their own lock.
     """
 
-    def __init__(self, module: str, *, isolated: bool = True):
-        command = [sys.executable, *(["-I"] if isolated else []), "-m", module]
+    def __init__(self, module: str):
+        command = [sys.executable, "-I", "-m", module]  # -I: no user site, no PYTHON* variables
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True)
         self.owner_pid = os.getpid()
@@ -183,7 +183,8 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 atexit.register(stop_all_children)
 
 
-def _signal_name(returncode: int | None) -> str | None:
+def exit_signal(returncode: int | None) -> str | None:
+    """The name of the signal that killed a child (``"SIGKILL"``), or None."""
     if returncode is None or returncode >= 0:
         return None
     try:
@@ -196,15 +197,11 @@ def describe_exit(returncode: int | None) -> str:
     """A dead child's exit in words: its exit code, or the signal that killed it."""
     if returncode is None:
         return "stopped answering"
-    name = _signal_name(returncode)
+    name = exit_signal(returncode)
     if name is None:
         return f"exited unexpectedly (exit code {returncode})"
     return f"crashed (signal {-returncode}: {name})"
 
-
-def exit_signal(returncode: int | None) -> str | None:
-    """The name of the signal that killed a child (``"SIGKILL"``), or None."""
-    return _signal_name(returncode)
 
 __all__ = ["ChildError", "ChildProgram", "child_streams", "describe_exit", "exit_signal", "read_frame",
            "stop_all_children", "write_frame"]

@@ -116,10 +116,15 @@ class RewardModule:
         """Restore what :meth:`state_dict` returned."""
 
 
+def _overrides(module: Any, method: str) -> bool:
+    """Whether ``module`` has ``method`` of its own (the base class's do nothing)."""
+    own = getattr(type(module), method, None)
+    return callable(own) and own is not getattr(RewardModule, method)
+
+
 def module_learns(module: Any) -> bool:
     """Whether ``module`` has an ``update`` of its own (the base class's does nothing)."""
-    update = getattr(type(module), "update", None)
-    return update is not None and update is not RewardModule.update
+    return _overrides(module, "update")
 
 
 class ModuleDriver:
@@ -131,7 +136,7 @@ class ModuleDriver:
         self.module = module
         self.name: str | None = None if module is None else module.name
         self.learns = module_learns(module)
-        self.hears_starts = module is not None and callable(getattr(module, "start_episodes", None))
+        self.hears_starts = module is not None and _overrides(module, "start_episodes")
         self.update_every = int(getattr(module, "update_every", RewardModule.update_every))
         needs = frozenset(getattr(module, "needs", ALL_FIELDS)) if module is not None else frozenset()
         self.needs_states = bool(needs & {"states", "next_states"})
