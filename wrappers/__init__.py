@@ -17,6 +17,8 @@ from .core import (
     reward_module_states,
     shaping_layers,
 )
+from .count import CountBonus
+from .intrinsic import IntrinsicReward, IntrinsicTerm
 from .potential import PotentialReward, PotentialShaping, make_potential_reward
 from .registry import (
     ShapingSpec,
@@ -47,7 +49,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "ENV_REWARD", "EPISODE_SUMMARY", "REWARD_TERMS", "EpisodeStarts", "EpisodeSummary", "ModuleDriver",
+    "CountBonus", "IntrinsicReward", "IntrinsicTerm", "ENV_REWARD", "EPISODE_SUMMARY", "REWARD_TERMS", "EpisodeStarts", "EpisodeSummary", "ModuleDriver",
     "PotentialReward", "PotentialShaping", "PotentialShapingVecEnv", "PotentialShapingVector", "RewardModule",
     "ShapingSpec", "ShapingVecEnvWrapper", "ShapingVectorWrapper", "ShapingWrapper", "TransitionBatch",
     "check_spec", "format_spec", "is_invariant", "load_reward_module_states", "make_modules",

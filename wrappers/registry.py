@@ -40,6 +40,12 @@ BUILTIN_SHAPINGS: dict[str, tuple[str, bool, str]] = {
              "no shaping: the task reward alone (the baseline)"),
     "pbrs": ("align_gym.wrappers.potential:make_potential_reward", True,
              "potential-based shaping gamma*Phi(s')-Phi(s) (Ng et al. 1999); potential=reference|distance|<callable>"),
+    "count": ("align_gym.wrappers.count:make_count", False,
+              "count bonus coef/sqrt(N(x)); key=state|obs|caption, scope=global|episode"),
+    "rnd": ("align_gym.wrappers.rnd:make_rnd", False,
+            "random network distillation (Burda et al. 2018): prediction error of a fixed random net"),
+    "e3b": ("align_gym.wrappers.e3b:make_e3b", False,
+            "elliptical episodic bonus over an inverse-dynamics embedding (Henaff et al. 2022)"),
 }
 
 
