@@ -16,7 +16,7 @@ updates. The counts are the module's state (``state_dict``).
 >>> bonus = CountBonus(key="caption")
 >>> batch = TransitionBatch([0] * 4, [0] * 4, [0] * 4, ["a", "a", "b", "a"], [{}] * 4, [{}] * 4,
 ...                         [0.0] * 4, [False] * 4, [False] * 4, [0] * 4)
->>> [round(b, 3) for b in bonus.reward(batch)]
+>>> [round(float(b), 3) for b in bonus.reward(batch)]
 [1.0, 0.707, 1.0, 0.577]
 """
 

@@ -16,6 +16,7 @@ The term is added to the env reward before the agent computes its advantages (rl
 intrinsic rewards after computing them, a bug not copied here).
 
 >>> import gymnasium as gym, align_gym
+>>> from align_gym.wrappers import CountBonus, IntrinsicReward
 >>> env = IntrinsicReward(gym.make("Align/KeyDoor-5x5-v0"), CountBonus(key="state"), coef=0.1)
 >>> _ = env.reset(seed=0)
 >>> _, reward, *_, info = env.step(0)
