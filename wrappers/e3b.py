@@ -111,8 +111,8 @@ class E3BBonus(RewardModule):
         self.optimiser.load_state_dict(state["optimiser"])
 
 
-def make_e3b(env: Any, gamma: float, coef: float = 0.01, decay: float = 0.0, seed: int = 0, name: str = "e3b",
-             **settings: Any):
+def make_e3b(env: Any, gamma: float, coef: float = 0.01, decay: float = 0.0, normalize: bool = False, seed: int = 0,
+             name: str = "e3b", **settings: Any):
     """The ``e3b`` shaping for ``env`` (settings as :class:`E3BBonus` takes them)."""
     from .intrinsic import make_intrinsic
 
@@ -120,4 +120,4 @@ def make_e3b(env: Any, gamma: float, coef: float = 0.01, decay: float = 0.0, see
     n_actions = int(space.n) if hasattr(space, "n") else None
     action_size = 1 if n_actions is not None else int(np.prod(space.shape))
     bonus = E3BBonus(obs_size(env), n_actions, action_size, seed=seed, name=name, **settings)
-    return make_intrinsic(bonus, coef, decay, False, name)
+    return make_intrinsic(bonus, coef, decay, normalize, name)

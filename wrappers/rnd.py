@@ -158,9 +158,9 @@ def obs_size(env: Any) -> int:
     return int(np.prod(space.shape))
 
 
-def make_rnd(env: Any, gamma: float, coef: float = 0.5, decay: float = 0.0, seed: int = 0, name: str = "rnd",
-             **settings: Any):
+def make_rnd(env: Any, gamma: float, coef: float = 0.5, decay: float = 0.0, normalize: bool = False, seed: int = 0,
+             name: str = "rnd", **settings: Any):
     """The ``rnd`` shaping for ``env`` (settings as :class:`RNDBonus` takes them)."""
     from .intrinsic import make_intrinsic
 
-    return make_intrinsic(RNDBonus(obs_size(env), seed=seed, name=name, **settings), coef, decay, False, name)
+    return make_intrinsic(RNDBonus(obs_size(env), seed=seed, name=name, **settings), coef, decay, normalize, name)
