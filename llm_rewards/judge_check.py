@@ -25,12 +25,12 @@ Every call goes through the LLM cache.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .clients import generate_from_template
 from .parsing import ParseError, parse_label, parse_number
 
 MASTER_KEYS: tuple[str, ...] = (
@@ -143,9 +143,7 @@ def judge(client: Any, template: Any, task: str, captions: Sequence[str], max_to
     verdict, extra = JUDGES[template.name]
     distinct = list(dict.fromkeys(captions))
     prompts = [template.render_chat(task=task, caption=caption, **extra) for caption in distinct]
-    # a cached client keys the calls by the template too
-    keyed = {"template": template.key} if "template" in inspect.signature(client.generate).parameters else {}
-    answers = client.generate(prompts, max_tokens=max_tokens, temperature=0.0, **keyed)
+    answers = generate_from_template(client, prompts, template.key, max_tokens=max_tokens, temperature=0.0)
     judged: dict[str, bool | None] = {}
     for caption, [answer] in zip(distinct, answers):
         try:

@@ -46,6 +46,8 @@ BUILTIN_SHAPINGS: dict[str, tuple[str, bool, str]] = {
             "random network distillation (Burda et al. 2018): prediction error of a fixed random net"),
     "e3b": ("align_gym.wrappers.e3b:make_e3b", False,
             "elliptical episodic bonus over an inverse-dynamics embedding (Henaff et al. 2022)"),
+    "ellm": ("align_gym.llm_rewards.ellm:make_ellm", False,
+             "caption similarity to LLM-suggested goals (Du et al. 2023); llm=hf:default|openai:..."),
 }
 
 

@@ -15,6 +15,7 @@ spec                                        backend
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
 from .base import LLMClient, Message, Prompt, Usage, mean_logprob, total_logprob
@@ -41,6 +42,13 @@ def parse_client_spec(spec: str) -> tuple[str, list[Any]]:
     return backend, [rest]
 
 
+def generate_from_template(client: Any, prompts: list, template_key: str, **params: Any) -> list[list[str]]:
+    """``client.generate(prompts, **params)``, keyed by the prompt template where the client keeps
+    a cache (a :class:`~align_gym.llm_rewards.clients.cached.CachedClient` takes ``template``)."""
+    keyed = {"template": template_key} if "template" in inspect.signature(client.generate).parameters else {}
+    return client.generate(prompts, **params, **keyed)
+
+
 def get_client(spec: str, *, cache: Any = "default", **kwargs: Any) -> LLMClient:
     """The client ``spec`` names, wrapped in the on-disk cache.
 
@@ -63,5 +71,5 @@ def get_client(spec: str, *, cache: Any = "default", **kwargs: Any) -> LLMClient
     return CachedClient(client, cache)
 
 
-__all__ = ["BACKENDS", "LLMClient", "Message", "Prompt", "Usage", "get_client", "mean_logprob",
+__all__ = ["BACKENDS", "LLMClient", "Message", "Prompt", "Usage", "generate_from_template", "get_client", "mean_logprob",
            "parse_client_spec", "total_logprob"]

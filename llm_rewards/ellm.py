@@ -1,0 +1,165 @@
+"""ELLM: Exploring with LLMs (Du et al. 2023, "Guiding Pretraining in Reinforcement Learning with
+Large Language Models").
+
+Before each step the language model suggests goals for what the agent sees (the ``ellm_goals``
+template: the valid verbs, two few-shot examples of ``- verb noun`` bullets, the current situation
+in words). The transition is rewarded by how well the caption of what happened matches the best
+suggested goal: ``max_g cos(E(caption), E(g))`` under the sentence encoder (all-MiniLM-L6-v2, as in
+the paper), counted only above ``threshold``. A goal achieved is not suggested again in that
+episode.
+
+As in the paper: the suggestions for a situation are cached (queried at temperature 0.1, with a
+fixed seed, so the cache answers every later query of the same situation), and an answer with a
+line that is not a bullet is discarded (no goals for that situation; counted).
+
+Adapted:
+
+- the situation is the env's caption (Align captions say what is seen and what just happened),
+  prefixed by the task, where the paper described Crafter's view and inventory;
+- the threshold: the paper's 0.99 compares action names; captions need a lower one.
+  :data:`THRESHOLD` = 0.55 is the middle of the interval (0.34, 0.77) of thresholds that separate
+  the 10 matching from the 12 non-matching caption-goal pairs of :data:`HELD_OUT` (Crafter-like
+  events, none from an Align task) with the embedded encoder; :func:`separating_thresholds`
+  recomputes it;
+- suggestions are fetched synchronously, on the first sight of a situation (a handful per task:
+  KeyDoor has about 18 captions), and then cached in memory and on disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..wrappers.core import EpisodeStarts, RewardModule, TransitionBatch
+from .clients import generate_from_template
+from .parsing import ParseError, parse_bullets
+
+THRESHOLD = 0.55
+VERBS = "pick up, open, unlock, go to, reach, walk through"
+
+HELD_OUT: tuple[tuple[str, str, bool], ...] = (
+    ("You chop down the tree.", "chop tree", True), ("You drink some water.", "drink water", True),
+    ("You open the chest.", "open chest", True), ("You pick up the sword.", "pick up sword", True),
+    ("You light the torch.", "light torch", True), ("You climb the ladder.", "climb ladder", True),
+    ("You eat the apple.", "eat apple", True), ("You unlock the gate with the key.", "unlock gate", True),
+    ("You walk into the cave.", "go to cave", True), ("You push the boulder.", "push boulder", True),
+    ("You chop down the tree.", "drink water", False), ("You drink some water.", "open chest", False),
+    ("You open the chest.", "climb ladder", False), ("You pick up the sword.", "eat apple", False),
+    ("You light the torch.", "push boulder", False), ("You climb the ladder.", "chop tree", False),
+    ("You eat the apple.", "unlock gate", False), ("You unlock the gate with the key.", "light torch", False),
+    ("You walk into the cave.", "pick up sword", False), ("You push the boulder.", "go to cave", False),
+    ("You bump into the wall.", "open chest", False), ("Nothing happens.", "pick up sword", False),
+)
+
+
+def separating_thresholds(encoder: Any, pairs: Sequence[tuple[str, str, bool]] = HELD_OUT) -> tuple[float, float]:
+    """The interval of thresholds that put every matching pair above and every other below
+    (empty, low > high, when none does)."""
+    captions = encoder.encode([caption for caption, _, _ in pairs])
+    goals = encoder.encode([goal for _, goal, _ in pairs])
+    similarity = (captions * goals).sum(1)
+    matching = np.array([match for _, _, match in pairs])
+    return float(similarity[~matching].max()), float(similarity[matching].min())
+
+
+class ELLMBonus(RewardModule):
+    """Caption-goal similarity with LLM-suggested goals; see the module docstring."""
+
+    invariant = False
+    needs = frozenset({"captions", "episode_ids", "terminated", "truncated"})
+
+    def __init__(self, task: str, llm: Any = "hf:default", encoder: Any = None, threshold: float = THRESHOLD,
+                 verbs: str = VERBS, max_tokens: int = 48, name: str = "ellm"):
+        self.task, self.threshold, self.verbs, self.max_tokens, self.name = task, threshold, verbs, max_tokens, name
+        self._llm, self._encoder = llm, encoder  # built on first use: building the module costs nothing
+        self._template: Any = None
+        self._goals: dict[str, list[str]] = {}  # situation -> suggested goals
+        self._last_caption: dict[int, str] = {}  # episode id -> the caption its next step starts from
+        self._achieved: dict[int, set[str]] = {}  # episode id -> goals already rewarded
+        self.stats = {"queries": 0, "unparsed": 0, "goals_achieved": 0}
+
+    @property
+    def client(self) -> Any:
+        if isinstance(self._llm, str):
+            from .clients import get_client
+
+            self._llm = get_client(self._llm)
+        return self._llm
+
+    @property
+    def encoder(self) -> Any:
+        if self._encoder is None:
+            from .encoder import SentenceEncoder
+
+            self._encoder = SentenceEncoder()
+        return self._encoder
+
+    def goals(self, caption: str) -> list[str]:
+        """The suggested goals for the situation ``caption`` describes (asked once, then kept)."""
+        if caption not in self._goals:
+            from .prompts import load_template
+
+            self._template = self._template or load_template("ellm_goals")
+            prompt = self._template.render_chat(verbs=self.verbs, state=f"{self.task} {caption}".strip())
+            [[answer]] = generate_from_template(self.client, [prompt], self._template.key, max_tokens=self.max_tokens,
+                                                temperature=0.1, seed=0)
+            self.stats["queries"] += 1
+            try:
+                self._goals[caption] = parse_bullets(answer)
+            except ParseError:  # a line that is not a bullet: the answer is discarded, as in the paper
+                self.stats["unparsed"] += 1
+                self._goals[caption] = []
+        return self._goals[caption]
+
+    def start_episodes(self, starts: EpisodeStarts) -> None:
+        for episode, caption in zip(starts.episode_ids, starts.captions):
+            self._last_caption[int(episode)], self._achieved[int(episode)] = caption, set()
+
+    def reward(self, batch: TransitionBatch) -> np.ndarray:
+        out = np.zeros(len(batch))
+        for i, (episode, caption) in enumerate(zip(batch.episode_ids, batch.captions)):
+            episode = int(episode)
+            achieved = self._achieved.setdefault(episode, set())
+            goals = [g for g in self.goals(self._last_caption.get(episode, "")) if g not in achieved]
+            if goals:
+                similarity = self.encoder.similarity([caption], goals)[0]
+                best = int(np.argmax(similarity))
+                if similarity[best] > self.threshold:
+                    out[i] = float(similarity[best])
+                    achieved.add(goals[best])
+                    self.stats["goals_achieved"] += 1
+            if batch.terminated[i] or batch.truncated[i]:
+                self._last_caption.pop(episode, None)
+                self._achieved.pop(episode, None)
+            else:
+                self._last_caption[episode] = caption
+        return out
+
+    def update(self, batch: TransitionBatch) -> dict[str, float]:
+        """Nothing to learn; reports the LLM's cost and the goals achieved since the start."""
+        usage = getattr(self.client, "usage", None) if not isinstance(self._llm, str) else None
+        extra = {} if usage is None else {"llm_calls": usage.calls, "cache_hits": usage.cache_hits,
+                                          "completion_tokens": usage.completion_tokens}
+        return {**{k: float(v) for k, v in self.stats.items()}, **{k: float(v) for k, v in extra.items()}}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"goals": dict(self._goals)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._goals = dict(state["goals"])
+
+
+def make_ellm(env: Any, gamma: float, coef: float = 1.0, llm: str = "hf:default", threshold: float = THRESHOLD,
+              verbs: str = VERBS, name: str = "ellm"):
+    """The ``ellm`` shaping for an env with a ``task`` (any Align env)."""
+    from ..wrappers.intrinsic import make_intrinsic
+
+    base = getattr(env, "unwrapped", env)
+    task = getattr(base, "task", None)
+    if task is None and hasattr(base, "get_attr"):
+        task = base.get_attr("task")[0]
+    if not task:
+        raise ValueError("ellm needs an env with a task in words (env.unwrapped.task), such as an Align env")
+    return make_intrinsic(ELLMBonus(task, llm, threshold=threshold, verbs=verbs, name=name), coef, 0.0, False, name)
