@@ -78,6 +78,7 @@ class ELLMBonus(RewardModule):
         self._goals: dict[str, list[str]] = {}  # situation -> suggested goals
         self._last_caption: dict[int, str] = {}  # episode id -> the caption its next step starts from
         self._achieved: dict[int, set[str]] = {}  # episode id -> goals already rewarded
+        self._vectors: dict[str, np.ndarray] = {}  # text -> its embedding (captions and goals recur)
         self.stats = {"queries": 0, "unparsed": 0, "goals_achieved": 0}
 
     @property
@@ -113,6 +114,13 @@ class ELLMBonus(RewardModule):
                 self._goals[caption] = []
         return self._goals[caption]
 
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit embeddings of ``texts``, each computed once."""
+        new = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        if new:
+            self._vectors.update(zip(new, self.encoder.encode(new)))
+        return np.stack([self._vectors[t] for t in texts])
+
     def start_episodes(self, starts: EpisodeStarts) -> None:
         for episode, caption in zip(starts.episode_ids, starts.captions):
             self._last_caption[int(episode)], self._achieved[int(episode)] = caption, set()
@@ -124,7 +132,7 @@ class ELLMBonus(RewardModule):
             achieved = self._achieved.setdefault(episode, set())
             goals = [g for g in self.goals(self._last_caption.get(episode, "")) if g not in achieved]
             if goals:
-                similarity = self.encoder.similarity([caption], goals)[0]
+                similarity = self.embed(goals) @ self.embed([caption])[0]
                 best = int(np.argmax(similarity))
                 if similarity[best] > self.threshold:
                     out[i] = float(similarity[best])
