@@ -48,6 +48,8 @@ BUILTIN_SHAPINGS: dict[str, tuple[str, bool, str]] = {
             "elliptical episodic bonus over an inverse-dynamics embedding (Henaff et al. 2022)"),
     "ellm": ("align_gym.llm_rewards.ellm:make_ellm", False,
              "caption similarity to LLM-suggested goals (Du et al. 2023); llm=hf:default|openai:..."),
+    "motif": ("align_gym.llm_rewards.motif:make_motif", False,
+              "Bradley-Terry caption reward from offline LLM preferences (Klissarov et al. 2023); llm=...|oracle"),
     "oni": ("align_gym.llm_rewards.oni:make_oni", False,
             "online LLM labels of the agent's captions (Zheng et al. 2024); variant=retrieval|classification, llm=...|oracle"),
 }

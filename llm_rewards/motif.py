@@ -1,0 +1,246 @@
+"""Motif: Intrinsic Motivation from Artificial Intelligence Feedback (Klissarov et al. 2023).
+
+Two phases, as in the paper.
+
+1. **Offline.** Captions are collected with a random policy (``offline_steps`` env steps on a copy
+   of the env, counted by :attr:`MotifBonus.offline_steps`), and the LLM is asked which of two
+   captions shows more progress on the task (``motif_pair``: an analysis, then
+   ``("best_description": 1 | 2 | None)``), for ``pairs`` random pairs. Identical pairs are ties
+   without a call; an answer that does not parse is asked about once more, and then counted and
+   dropped (the released code maps it to a tie). ``preference="logprob"`` reads the preference
+   from the log-probabilities of the two answers instead of a generated analysis (minutes instead
+   of hours with the embedded model; P(2 better) = softmax of the two scores).
+2. **Reward model.** Caption features (the sentence encoder's embedding, where the paper trained a
+   character CNN over NetHack's messages) -> MLP -> a scalar, trained with the soft cross-entropy
+   of the Bradley-Terry model on each pair (target P(second better), 0.5 for ties): Adam, lr 1e-4,
+   batches of up to 1024. The paper's 10 epochs over its ~500k pairs are ~5,000 gradient steps; a
+   few hundred pairs need many more epochs for as many steps, so training is counted in steps
+   (``steps``, 2,000).
+3. **RL.** The model's output is normalised by its mean and std over the collected captions, and
+   ``r_int = 1[r_n > eps] * r_n / N_ep(c)^beta`` with ``eps`` the ``quantile`` (the median) of the
+   normalised values and ``beta`` = 3; the term's ``coef`` is the paper's ``alpha_int``, 0.1.
+
+An ``oracle`` preference (``llm="oracle"``) answers from the env's privileged state instead: the
+caption whose transition raised the ``reference`` potential more is better; the upper bound that
+separates Motif's quality from its LLM's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..wrappers.core import EpisodeStarts, RewardModule, TransitionBatch
+from .clients import generate_from_template
+from .parsing import ParseError, parse_choice
+
+BETA = 3.0
+
+
+def collect_captions(env: Any, steps: int, seed: int = 0) -> list[tuple[str, float]]:
+    """``steps`` random-policy transitions of ``env``: (caption, rise of the reference potential),
+    the rise read off the privileged state (only the oracle uses it)."""
+    potentials = getattr(env.unwrapped, "potentials", {})
+    progress = potentials.get("reference", lambda state: 0.0)
+    env.action_space.seed(seed)
+    _, info = env.reset(seed=seed)
+    out = []
+    for _ in range(steps):
+        state = info["state"]
+        _, _, terminated, truncated, info = env.step(env.action_space.sample())
+        out.append((info["caption"], progress(info["state"]) - progress(state)))
+        if terminated or truncated:
+            _, info = env.reset()
+    return out
+
+
+def llm_preferences(client: Any, task: str, mode: str = "generate", max_tokens: int = 200
+                    ) -> Callable[[list[tuple[str, str]]], list[float | None]]:
+    """P(the second caption shows more progress) for each pair, from the LLM; None: unparsed."""
+    from .prompts import load_template
+
+    template = load_template("motif_pair")
+
+    def render(a: str, b: str) -> list[dict[str, str]]:
+        return template.render_chat(task=task, description_1=a, description_2=b)
+
+    def prefer(pairs: list[tuple[str, str]]) -> list[float | None]:
+        if mode == "logprob":  # the answer's start, scored with each verdict
+            prompts = [render(a, b) for a, b in pairs]
+            one = client.score(prompts, ['("best_description": 1)'] * len(prompts))
+            two = client.score(prompts, ['("best_description": 2)'] * len(prompts))
+            return [float(1.0 / (1.0 + np.exp(sum(x) - sum(y)))) for x, y in zip(one, two)]
+        out: list[float | None] = []
+        answers = generate_from_template(client, [render(a, b) for a, b in pairs], template.key,
+                                         max_tokens=max_tokens, temperature=0.0)
+        for (a, b), [answer] in zip(pairs, answers):
+            for attempt in range(2):  # one follow-up question when nothing parses, as the paper
+                try:
+                    choice = parse_choice(answer, ["1", "2", "None"], key="best_description")
+                    out.append({"1": 0.0, "2": 1.0, "None": 0.5}[choice])
+                    break
+                except ParseError:
+                    if attempt == 0:
+                        follow_up = render(a, b) + [{"role": "assistant", "content": answer},
+                                                    {"role": "user", "content": "End with exactly one of "
+                                                     '("best_description": 1), ("best_description": 2) or '
+                                                     '("best_description": None).'}]
+                        [[answer]] = generate_from_template(client, [follow_up], template.key,
+                                                            max_tokens=max_tokens, temperature=0.0)
+            else:
+                out.append(None)
+        return out
+
+    return prefer
+
+
+class RewardModel:
+    """Caption embedding -> MLP -> scalar, trained with the Bradley-Terry soft cross-entropy."""
+
+    def __init__(self, size: int, hidden: int = 256, lr: float = 1e-4, seed: int = 0):
+        import torch
+
+        generator = torch.Generator().manual_seed(seed)
+        self.net = torch.nn.Sequential(torch.nn.Linear(size, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, hidden),
+                                       torch.nn.ReLU(), torch.nn.Linear(hidden, 1))
+        for layer in self.net:
+            if isinstance(layer, torch.nn.Linear):
+                torch.nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu", generator=generator)
+                torch.nn.init.zeros_(layer.bias)
+        self.optimiser = torch.optim.Adam(self.net.parameters(), lr=lr)
+        self.rng = np.random.default_rng(seed)
+
+    def fit(self, first: np.ndarray, second: np.ndarray, p_second: np.ndarray, steps: int = 2000,
+            batch_size: int = 1024) -> float:
+        """Train on pairs (features of each side, P(second better)) for ``steps`` minibatches;
+        returns the mean loss of the last 100."""
+        import torch
+
+        a, b, target = torch.from_numpy(first), torch.from_numpy(second), torch.from_numpy(p_second.astype(np.float32))
+        losses = []
+        for _ in range(steps):
+            rows = self.rng.integers(len(a), size=min(batch_size, len(a)))
+            logits = torch.stack([self.net(a[rows])[:, 0], self.net(b[rows])[:, 0]], dim=-1)
+            targets = torch.stack([1 - target[rows], target[rows]], dim=-1)
+            loss = -(targets * torch.log_softmax(logits, -1)).sum(-1).mean()
+            self.optimiser.zero_grad()
+            loss.backward()
+            self.optimiser.step()
+            losses.append(loss.item())
+        return float(np.mean(losses[-100:]))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            return self.net(torch.from_numpy(x))[:, 0].numpy().astype(np.float64)
+
+
+class MotifBonus(RewardModule):
+    """Motif's intrinsic reward from a preference-trained caption reward model; see the module docstring."""
+
+    invariant = False
+    needs = frozenset({"captions", "episode_ids", "terminated", "truncated"})
+
+    def __init__(self, captions: Sequence[str], prefer: Callable[[list[tuple[str, str]]], list[float | None]],
+                 pairs: int = 500, quantile: float = 0.5, encoder: Any = None, seed: int = 0,
+                 offline_steps: int = 0, steps: int = 2000, batch_size: int = 1024, name: str = "motif"):
+        self.name, self.quantile, self.offline_steps = name, quantile, offline_steps
+        self._encoder, self._vectors = encoder, {}
+        rng = np.random.default_rng(seed)
+        pool = list(captions)
+        chosen = [(pool[i], pool[j]) for i, j in rng.integers(len(pool), size=(pairs, 2))]
+        asked = [(a, b) for a, b in chosen if a != b]  # identical pairs are ties without a call
+        answers = dict(zip(asked, prefer(asked))) if asked else {}
+        labelled = [(a, b, 0.5 if a == b else answers[(a, b)]) for a, b in chosen]
+        kept = [(a, b, p) for a, b, p in labelled if p is not None]
+        self.stats = {"pairs": float(len(chosen)), "unparsed": float(len(labelled) - len(kept)),
+                      "ties": float(sum(p == 0.5 for _, _, p in kept))}
+        first, second = self.features([a for a, _, _ in kept]), self.features([b for _, b, _ in kept])
+        self.model = RewardModel(first.shape[1], seed=seed)
+        self.stats["reward_model_loss"] = self.model.fit(first, second, np.array([p for _, _, p in kept]), steps,
+                                                         batch_size)
+        # Normalise by the model's outputs over the collected captions; threshold at their quantile.
+        raw = self.model(self.features(sorted(set(pool))))
+        self.mean, self.std = float(raw.mean()), float(raw.std()) + 1e-8
+        self.threshold = float(np.quantile((raw - self.mean) / self.std, quantile))
+        self._cache: dict[str, float] = {}
+        self._episode_counts: dict[int, dict[str, int]] = {}
+
+    def features(self, captions: Sequence[str]) -> np.ndarray:
+        new = [c for c in dict.fromkeys(captions) if c not in self._vectors]
+        if new:
+            if self._encoder is None:
+                from .encoder import SentenceEncoder
+
+                self._encoder = SentenceEncoder()
+            self._vectors.update(zip(new, self._encoder.encode(new)))
+        return np.stack([self._vectors[c] for c in captions]).astype(np.float32) if captions else np.zeros((0, 384), np.float32)
+
+    def normalised(self, captions: Sequence[str]) -> np.ndarray:
+        """The reward model's normalised output for each caption (kept per caption)."""
+        new = [c for c in dict.fromkeys(captions) if c not in self._cache]
+        if new:
+            self._cache.update(zip(new, (self.model(self.features(new)) - self.mean) / self.std))
+        return np.array([self._cache[c] for c in captions])
+
+    def reward(self, batch: TransitionBatch) -> np.ndarray:
+        values = self.normalised(list(batch.captions))
+        out = np.where(values > self.threshold, values, 0.0)
+        for i, (caption, episode) in enumerate(zip(batch.captions, batch.episode_ids)):
+            counts = self._episode_counts.setdefault(int(episode), {})
+            counts[caption] = counts.get(caption, 0) + 1
+            out[i] /= counts[caption] ** BETA
+            if batch.terminated[i] or batch.truncated[i]:
+                self._episode_counts.pop(int(episode), None)
+        return out
+
+    def start_episodes(self, starts: EpisodeStarts) -> None:
+        for episode in starts.episode_ids:
+            self._episode_counts[int(episode)] = {}
+
+    def update(self, batch: TransitionBatch) -> dict[str, float]:
+        """Nothing learned online: the offline phase's figures."""
+        return {**self.stats, "offline_steps": float(self.offline_steps), "threshold": self.threshold}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.net.state_dict(), "mean": self.mean, "std": self.std, "threshold": self.threshold}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.net.load_state_dict(state["model"])
+        self.mean, self.std, self.threshold = state["mean"], state["std"], state["threshold"]
+        self._cache = {}
+
+
+def make_motif(env: Any, gamma: float, coef: float = 0.1, llm: str = "hf:default", preference: str = "generate",
+               pairs: int = 500, offline_steps: int = 5000, quantile: float = 0.5, steps: int = 2000,
+               batch_size: int = 1024, seed: int = 0, name: str = "motif"):
+    """The ``motif`` shaping: the offline phase runs here, on a fresh copy of the env."""
+    import gymnasium as gym
+
+    from ..wrappers.intrinsic import make_intrinsic
+
+    base = getattr(env, "unwrapped", env)
+    spec = getattr(base, "spec", None) or (base.get_attr("spec")[0] if hasattr(base, "get_attr") else None)
+    if spec is None:
+        raise ValueError("motif needs a registered env (its offline phase makes a copy with gym.make)")
+    copy = gym.make(spec.id)
+    task = copy.unwrapped.task
+    transitions = collect_captions(copy, offline_steps, seed)
+    copy.close()
+    if llm == "oracle":
+        rise: dict[str, float] = {}
+        for caption, delta in transitions:
+            rise[caption] = max(rise.get(caption, -np.inf), delta)
+
+        def prefer(pairs_: list[tuple[str, str]]) -> list[float | None]:
+            return [0.5 if np.isclose(rise[a], rise[b]) else float(rise[b] > rise[a]) for a, b in pairs_]
+    else:
+        from .clients import get_client
+
+        prefer = llm_preferences(get_client(llm), task, preference)
+    bonus = MotifBonus([c for c, _ in transitions], prefer, pairs, quantile, seed=seed, offline_steps=offline_steps,
+                       steps=steps, batch_size=batch_size, name=name)
+    return make_intrinsic(bonus, coef, 0.0, False, name)

@@ -1,0 +1,63 @@
+"""Motif: the Bradley-Terry reward model recovers a known ranking; the oracle and the embedded
+model's offline phase end to end, with a cache file and a replay."""
+
+import gymnasium as gym
+import numpy as np
+
+import align_gym  # noqa: F401
+from align_gym.llm_rewards.cache import LLMCache
+from align_gym.llm_rewards.clients.cached import CachedClient
+from align_gym.llm_rewards.motif import MotifBonus, collect_captions, llm_preferences
+from align_gym.wrappers import shape_vector_env
+
+RANKED = [f"event {name}" for name in ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel")]
+
+
+def test_bradley_terry_recovers_a_known_ranking():
+    rank = {caption: k for k, caption in enumerate(RANKED)}  # later in the list is better
+
+    def prefer(pairs):  # synthetic preferences drawn from the Bradley-Terry model of the ranking
+        return [1.0 / (1.0 + np.exp(rank[a] - rank[b])) for a, b in pairs]
+
+    motif = MotifBonus(RANKED * 10, prefer, pairs=2000, seed=0, steps=600, batch_size=128)
+    scores = motif.normalised(RANKED)
+    assert list(np.argsort(scores)) == list(range(len(RANKED)))  # the order is recovered
+    assert motif.stats["ties"] > 0 and motif.stats["unparsed"] == 0
+    # the top half passes the median threshold and pays, divided by N_ep(c)^3 within an episode
+    from align_gym.wrappers import TransitionBatch
+
+    batch = TransitionBatch([0] * 3, [0] * 3, [0] * 3, [RANKED[-1], RANKED[-1], RANKED[0]], [{}] * 3, [{}] * 3,
+                            np.zeros(3), np.zeros(3, bool), np.zeros(3, bool), np.zeros(3))
+    rewards = motif.reward(batch)
+    assert rewards[0] > 0 and rewards[1] == rewards[0] / 8 and rewards[2] == 0.0
+
+
+def test_motif_with_the_oracle_prefers_subgoal_captions_through_the_vector_adapter():
+    envs = shape_vector_env(gym.make_vec("Align/KeyDoor-5x5-v0", num_envs=2, vectorization_mode="sync"),
+                            "pbrs(potential=reference)+motif(llm=oracle, pairs=400, offline_steps=3000, steps=300, batch_size=128)", gamma=0.99)
+    motif = next(layer.module.bonus for layer in align_gym.wrappers.shaping_layers(envs) if layer.module.name == "motif")
+    scores = dict(zip(["You pick up the key.", "You bump into the wall."],
+                      motif.normalised(["You pick up the key.", "You bump into the wall."])))
+    assert scores["You pick up the key."] > scores["You bump into the wall."]
+    envs.reset(seed=0)
+    for _ in range(50):
+        _, rewards, _, _, infos = envs.step(envs.action_space.sample())
+        np.testing.assert_allclose(rewards, infos["env_reward"] + sum(infos["reward_terms"].values()), atol=1e-9)
+
+
+def test_the_embedded_models_preferences_replay_from_the_cache(tmp_path, embedded):
+    env = gym.make("Align/KeyDoor-5x5-v0")
+    captions = [c for c, _ in collect_captions(env, 300, seed=0)]
+    path = tmp_path / "motif.sqlite"
+
+    def offline(mode, preference):
+        prefer = llm_preferences(CachedClient(embedded, LLMCache(path, mode)), env.unwrapped.task, preference,
+                                 max_tokens=24)
+        motif = MotifBonus(captions, prefer, pairs=6, seed=0, steps=50)
+        return motif.normalised(sorted(set(captions))), motif.stats
+
+    for preference in ("logprob", "generate"):
+        first, stats = offline("readwrite", preference)
+        assert stats["pairs"] == 6
+        again, _ = offline("replay", preference)
+        np.testing.assert_array_equal(first, again)
