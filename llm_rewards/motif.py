@@ -144,11 +144,27 @@ class MotifBonus(RewardModule):
     invariant = False
     needs = frozenset({"captions", "episode_ids", "terminated", "truncated"})
 
-    def __init__(self, captions: Sequence[str], prefer: Callable[[list[tuple[str, str]]], list[float | None]],
+    def __init__(self, captions: Sequence[str] | Callable[[], Sequence[str]],
+                 prefer: Callable[[list[tuple[str, str]]], list[float | None]] | Callable[[], Any],
                  pairs: int = 500, quantile: float = 0.5, encoder: Any = None, seed: int = 0,
-                 offline_steps: int = 0, steps: int = 2000, batch_size: int = 1024, name: str = "motif"):
+                 offline_steps: int = 0, steps: int = 2000, batch_size: int = 1024, lazy: bool = False,
+                 name: str = "motif"):
+        """``captions`` and ``prefer`` may be given as callables that produce them (``lazy=True``):
+        the offline phase then runs on first use, in the process that trains, not where the
+        shaping is built or checked."""
         self.name, self.quantile, self.offline_steps = name, quantile, offline_steps
         self._encoder, self._vectors = encoder, {}
+        self._offline = (captions, prefer, pairs, seed, steps, batch_size)
+        self._cache: dict[str, float] = {}
+        self._episode_counts: dict[int, dict[str, int]] = {}
+        self.model: RewardModel | None = None
+        if not lazy:
+            self._run_offline_phase()
+
+    def _run_offline_phase(self) -> None:
+        captions, prefer, pairs, seed, steps, batch_size = self._offline
+        if callable(captions):
+            captions, prefer = captions(), prefer()
         rng = np.random.default_rng(seed)
         pool = list(captions)
         chosen = [(pool[i], pool[j]) for i, j in rng.integers(len(pool), size=(pairs, 2))]
@@ -165,9 +181,7 @@ class MotifBonus(RewardModule):
         # Normalise by the model's outputs over the collected captions; threshold at their quantile.
         raw = self.model(self.features(sorted(set(pool))))
         self.mean, self.std = float(raw.mean()), float(raw.std()) + 1e-8
-        self.threshold = float(np.quantile((raw - self.mean) / self.std, quantile))
-        self._cache: dict[str, float] = {}
-        self._episode_counts: dict[int, dict[str, int]] = {}
+        self.threshold = float(np.quantile((raw - self.mean) / self.std, self.quantile))
 
     def features(self, captions: Sequence[str]) -> np.ndarray:
         new = [c for c in dict.fromkeys(captions) if c not in self._vectors]
@@ -181,6 +195,8 @@ class MotifBonus(RewardModule):
 
     def normalised(self, captions: Sequence[str]) -> np.ndarray:
         """The reward model's normalised output for each caption (kept per caption)."""
+        if self.model is None:
+            self._run_offline_phase()
         new = [c for c in dict.fromkeys(captions) if c not in self._cache]
         if new:
             self._cache.update(zip(new, (self.model(self.features(new)) - self.mean) / self.std))
@@ -203,12 +219,18 @@ class MotifBonus(RewardModule):
 
     def update(self, batch: TransitionBatch) -> dict[str, float]:
         """Nothing learned online: the offline phase's figures."""
+        if self.model is None:
+            self._run_offline_phase()
         return {**self.stats, "offline_steps": float(self.offline_steps), "threshold": self.threshold}
 
     def state_dict(self) -> dict[str, Any]:
+        if self.model is None:
+            self._run_offline_phase()
         return {"model": self.model.net.state_dict(), "mean": self.mean, "std": self.std, "threshold": self.threshold}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.model is None:
+            self._run_offline_phase()
         self.model.net.load_state_dict(state["model"])
         self.mean, self.std, self.threshold = state["mean"], state["std"], state["threshold"]
         self._cache = {}
@@ -226,21 +248,24 @@ def make_motif(env: Any, gamma: float, coef: float = 0.1, llm: str = "hf:default
     spec = getattr(base, "spec", None) or (base.get_attr("spec")[0] if hasattr(base, "get_attr") else None)
     if spec is None:
         raise ValueError("motif needs a registered env (its offline phase makes a copy with gym.make)")
-    copy = gym.make(spec.id)
-    task = copy.unwrapped.task
-    transitions = collect_captions(copy, offline_steps, seed)
-    copy.close()
-    if llm == "oracle":
+    found: dict[str, Any] = {}
+
+    def captions() -> list[str]:  # the offline phase, on first use: a random policy on a fresh copy
+        copy = gym.make(spec.id)
+        found["task"], found["transitions"] = copy.unwrapped.task, collect_captions(copy, offline_steps, seed)
+        copy.close()
+        return [c for c, _ in found["transitions"]]
+
+    def preferences() -> Callable[[list[tuple[str, str]]], list[float | None]]:
+        if llm != "oracle":
+            from .clients import get_client
+
+            return llm_preferences(get_client(llm), found["task"], preference)
         rise: dict[str, float] = {}
-        for caption, delta in transitions:
+        for caption, delta in found["transitions"]:
             rise[caption] = max(rise.get(caption, -np.inf), delta)
+        return lambda pairs_: [0.5 if np.isclose(rise[a], rise[b]) else float(rise[b] > rise[a]) for a, b in pairs_]
 
-        def prefer(pairs_: list[tuple[str, str]]) -> list[float | None]:
-            return [0.5 if np.isclose(rise[a], rise[b]) else float(rise[b] > rise[a]) for a, b in pairs_]
-    else:
-        from .clients import get_client
-
-        prefer = llm_preferences(get_client(llm), task, preference)
-    bonus = MotifBonus([c for c, _ in transitions], prefer, pairs, quantile, seed=seed, offline_steps=offline_steps,
-                       steps=steps, batch_size=batch_size, name=name)
+    bonus = MotifBonus(captions, preferences, pairs, quantile, seed=seed, offline_steps=offline_steps, steps=steps,
+                       batch_size=batch_size, lazy=True, name=name)
     return make_intrinsic(bonus, coef, 0.0, False, name)
