@@ -215,6 +215,11 @@ class ONIBonus(RewardModule):
             stats["classifier_loss"] = self.classifier_loss
         return stats
 
+    def close(self) -> None:
+        """Stop the annotator (after the batch in flight)."""
+        if self._annotator is not None:
+            self._annotator.close()
+
     def wait_for_labels(self, timeout: float = 60.0) -> bool:
         """Block until every submitted caption is labelled (async delivery; for tests and evaluation)."""
         return self._annotator.wait_idle(timeout) if self._annotator is not None else True

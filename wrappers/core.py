@@ -109,6 +109,9 @@ class RewardModule:
     def start_episodes(self, starts: EpisodeStarts) -> None:
         """Hear of new episodes (reset per-episode state here)."""
 
+    def close(self) -> None:
+        """Release what the module holds (called when its env closes)."""
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 
@@ -171,6 +174,12 @@ class ModuleDriver:
         self.n_updates += 1
         return self.last_stats
 
+    def close(self) -> None:
+        """Let the module release what it holds (an annotator's worker, a child process)."""
+        close = getattr(self.module, "close", None)
+        if callable(close):
+            close()
+
     def start_episodes(self, ids: Sequence[int], obs: Sequence[Any], captions: Sequence[str],
                        states: Sequence[dict[str, Any]]) -> None:
         if self.hears_starts and len(ids):
@@ -203,6 +212,10 @@ class ShapingWrapper(gym.Wrapper):
     @property
     def module(self) -> Any:
         return self.driver.module
+
+    def close(self) -> None:
+        self.driver.close()
+        super().close()
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)

@@ -101,6 +101,10 @@ class IntrinsicTerm(RewardModule):
         if hasattr(self.bonus, "start_episodes"):
             self.bonus.start_episodes(starts)
 
+    def close(self) -> None:
+        if callable(getattr(self.bonus, "close", None)):
+            self.bonus.close()
+
     def state_dict(self) -> dict[str, Any]:
         inner = self.bonus.state_dict() if hasattr(self.bonus, "state_dict") else {}
         return {"bonus": inner, "updates": self.updates, "spread": self._spread.state_dict()}

@@ -51,6 +51,10 @@ class ShapingVecEnvWrapper(VecEnvWrapper):
     def module(self) -> Any:
         return self.driver.module
 
+    def close(self) -> None:
+        self.driver.close()
+        self.venv.close()
+
     def _reset_infos(self) -> list[dict[str, Any]]:
         # The base VecEnv keeps them; SB3's wrappers (VecMonitor, VecNormalize) keep theirs empty.
         infos = list(getattr(self.venv.unwrapped, "reset_infos", None) or [{}] * self.num_envs)

@@ -105,6 +105,10 @@ class ShapingVectorWrapper(VectorWrapper):
     def module(self) -> Any:
         return self.driver.module
 
+    def close(self, **kwargs: Any) -> None:
+        self.driver.close()
+        super().close(**kwargs)
+
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
         obs, infos = self.env.reset(seed=seed, options=options)
         n = self.num_envs
