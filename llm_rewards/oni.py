@@ -216,9 +216,11 @@ class ONIBonus(RewardModule):
         return stats
 
     def close(self) -> None:
-        """Stop the annotator (after the batch in flight)."""
+        """Stop the annotator (after the batch in flight) and a labeller's child program."""
         if self._annotator is not None:
             self._annotator.close()
+        if callable(getattr(self.label_fn, "close", None)):
+            self.label_fn.close()
 
     def wait_for_labels(self, timeout: float = 60.0) -> bool:
         """Block until every submitted caption is labelled (async delivery; for tests and evaluation)."""
@@ -253,9 +255,18 @@ def oracle_labeller(module: ONIBonus, progress: Callable[[dict], float], margin:
     return label
 
 
+def labeller_factory(llm: str, task: str) -> Callable[[list[str]], list[bool | None]]:
+    """Build the LLM labeller (in a :class:`~align_gym.llm_rewards.labeller.ProcessLabeller`'s child)."""
+    from .clients import get_client
+
+    return llm_labeller(get_client(llm), task)
+
+
 def make_oni(env: Any, gamma: float, coef: float = 0.4, variant: str = "retrieval", llm: str = "hf:default",
-             delivery: str = "async", delay: int = 8, margin: float = 0.1, seed: int = 0, name: str = "oni"):
-    """The ``oni`` shaping: ``llm="oracle"`` labels from the env's privileged state."""
+             delivery: str = "async", delay: int = 8, margin: float = 0.1, process: bool = False, seed: int = 0,
+             name: str = "oni"):
+    """The ``oni`` shaping: ``llm="oracle"`` labels from the env's privileged state; with
+    ``process=True`` the LLM labels in a child program (the env loop keeps its core)."""
     from ..wrappers.intrinsic import make_intrinsic
     from ..wrappers.potential import named_potentials
 
@@ -269,6 +280,12 @@ def make_oni(env: Any, gamma: float, coef: float = 0.4, variant: str = "retrieva
         if progress is None:
             raise ValueError("the oracle labeller needs an env with a 'reference' potential")
         labeller = lambda captions: oracle_labeller(holder["module"], progress, margin)(captions)  # noqa: E731
+    elif process:
+        from functools import partial
+
+        from .labeller import ProcessLabeller
+
+        labeller = ProcessLabeller(partial(labeller_factory, llm, task))
     else:
         from .clients import get_client
 
