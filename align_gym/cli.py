@@ -107,10 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(run=_cmd_list)
 
     demo = commands.add_parser(
-        "demo", help="PPO on KeyDoor-8x8 without shaping vs the reference potential",
-        description="Train PPO on Align/KeyDoor-8x8-v0 with no shaping and with potential-based shaping "
-                    "(the reference potential), score both on the task reward, print a table and "
-                    "write a learning-curve PNG. 3 seeds make a demo, not a claim.")
+        "demo", help="PPO on KeyDoor-8x8: no shaping vs the reference potential vs ELLM's LLM goals",
+        description="Train PPO on Align/KeyDoor-8x8-v0 with no shaping, with potential-based shaping "
+                    "(the reference potential) and with ELLM (goals from the embedded LLM), score each on "
+                    "the task reward, print a table and write a learning-curve PNG. 3 seeds make a demo, "
+                    "not a claim.")
     demo.add_argument("--steps", type=int, default=None, help="env steps per run (default: the demo's budget)")
     demo.add_argument("--seeds", type=int, default=3, help="seeds per shaping (default 3)")
     demo.add_argument("--jobs", type=int, default=None, help="parallel processes (default: CPU count, at most 6)")

@@ -1,4 +1,5 @@
-"""``align-gym demo``: PPO on KeyDoor-8x8 with no shaping vs the reference potential.
+"""``align-gym demo``: PPO on KeyDoor-8x8 with no shaping, the reference potential, and ELLM's
+LLM-suggested goals (the embedded SmolLM2-135M and sentence encoder, every call cached).
 
 A preset of the bench: the same cells, results file and report. Three seeds make a demo, not a
 claim: published numbers use the bench with at least 5.
@@ -12,7 +13,7 @@ from .bench import Grid, default_seeds, run_grid
 from .report import write_report
 
 DEMO_ENV = "Align/KeyDoor-8x8-v0"
-DEMO_SHAPINGS = ["none", "pbrs(potential=reference)"]
+DEMO_SHAPINGS = ["none", "pbrs(potential=reference)", "ellm(coef=0.1)"]
 DEMO_STEPS = 150_000
 
 
@@ -26,7 +27,7 @@ def run_demo(out_dir: str | Path = "align_gym_demo", steps: int | None = None, s
              jobs: int | None = None) -> str:
     """Run the demo grid, print its table and write ``summary.md`` and the curves PNG to ``out_dir``."""
     grid = demo_grid(steps, seeds)
-    print(f"align-gym demo: PPO on {DEMO_ENV}, no shaping vs the reference potential, "
+    print(f"align-gym demo: PPO on {DEMO_ENV}, no shaping vs the reference potential vs ELLM's goals, "
           f"{seeds} seeds x {grid.steps:,} steps (a demo, not a claim)")
     run_grid(grid, out_dir, jobs=jobs)
     summary = write_report(out_dir, threshold=0.8)
