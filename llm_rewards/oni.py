@@ -9,7 +9,12 @@ Labels arrive later; the reward model learns from what has arrived. Variants, as
 - ``retrieval``: the caption's own label in {0, 1} (0 while unlabelled);
 - ``classification``: a classifier over caption features (the sentence encoder's embedding ->
   MLP [512, 512] -> 2 classes, dropout 0.1), trained online on every (caption, label) so far with
-  Adam at lr 1e-4, batches of 256, 32 steps each time labels arrive; ``1[p(helpful) > 0.5]``.
+  Adam at lr 1e-4, batches of 256, 32 steps each time labels arrive; ``1[p(helpful) > 0.5]``;
+- ``ranking`` (online Motif): every 10th caption joins a pool; while fewer than 200 pairs wait, 10
+  random pairs of the pool are queued for the LLM's preference (``motif_pair``); Motif's
+  Bradley-Terry reward model trains on every answered pair (32 steps each time answers arrive),
+  and the reward is Motif's normalised value above its median (the paper's intended reward: its
+  released code applied the model's raw output by mistake).
 
 All variants pay ``r_int / N_ep(c)^3`` (``N_ep(c)`` the count of this caption in the episode,
 this step included), times the term's ``coef`` (the paper's ``c_llm``, 0.4).
@@ -24,8 +29,8 @@ env's ``reference`` potential by more than ``margin`` (a subgoal reached: the ke
 opened, the goal reached). The oracle is the upper bound that separates the method's own quality
 from its LLM's.
 
-Simplified: the ranking variant (online Motif) is not built yet; the classifier reads the sentence
-encoder's embeddings, where the paper trained its own text encoder.
+Simplified: the classifier and the reward model read the sentence encoder's embeddings, where the
+paper trained its own text encoder.
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ from .annotator import Annotator
 from .clients import generate_from_template
 from .parsing import ParseError, parse_label
 
-VARIANTS = ("retrieval", "classification")
+VARIANTS = ("retrieval", "classification", "ranking")
+POOL_EVERY, PAIRS_WAITING, PAIRS_AT_ONCE = 10, 200, 10  # the ranking variant's pool and queue
 BETA = 3.0  # the count exponent of the paper's 1 / N_ep(c)^beta
 
 
@@ -126,12 +132,30 @@ class ONIBonus(RewardModule):
         self._classifier: Classifier | None = None
         self._vectors: dict[str, np.ndarray] = {}
         self._new_labels = 0
+        self._pool: list[str] = []  # ranking: the captions pairs are drawn from
+        self._seen = 0
+        self._rng = np.random.default_rng(seed)
+        self._reward_model: Any = None
+        self._norm = (0.0, 1.0, 0.0)  # ranking: mean, std and threshold of the normalised reward
         self._annotator = Annotator(label_fn, **(annotator or {})) if delivery == "async" else None
         self.first_seen: dict[str, tuple[dict, dict]] = {}  # caption -> (state, next state): the oracle reads it
 
     # ---- labels -------------------------------------------------------------------------
 
-    def _submit(self, captions: list[str]) -> None:
+    def _waiting(self) -> int:
+        return self._annotator.pending if self._annotator is not None else len(self._scheduled)
+
+    def _submit_pairs(self, captions: list[str]) -> None:
+        """Ranking: every 10th caption joins the pool; queue 10 random pairs while few wait."""
+        for caption in captions:
+            self._seen += 1
+            if self._seen % POOL_EVERY == 0 and caption not in self._pool:
+                self._pool.append(caption)
+        if len(self._pool) >= 2 and self._waiting() < PAIRS_WAITING:
+            picks = self._rng.integers(len(self._pool), size=(PAIRS_AT_ONCE, 2))
+            self._submit([(self._pool[i], self._pool[j]) for i, j in picks if i != j])
+
+    def _submit(self, captions: list[Any]) -> None:
         new = [c for c in dict.fromkeys(captions) if c not in self._asked]
         if not new:
             return
@@ -148,9 +172,9 @@ class ONIBonus(RewardModule):
         else:
             arrived = {c: lab for due, c, lab in self._scheduled if due <= self._calls}
             self._scheduled = [item for item in self._scheduled if item[0] > self._calls]
-        for caption, label in arrived.items():
+        for item, label in arrived.items():
             if label is not None:
-                self.labels[caption] = bool(label)
+                self.labels[item] = float(label) if self.variant == "ranking" else bool(label)
                 self._new_labels += 1
 
     # ---- reward -------------------------------------------------------------------------
@@ -168,6 +192,11 @@ class ONIBonus(RewardModule):
     def _helpful(self, captions: list[str]) -> np.ndarray:
         if self.variant == "retrieval":
             return np.array([float(self.labels.get(c, False)) for c in captions])
+        if self.variant == "ranking":
+            if self._reward_model is None:
+                return np.zeros(len(captions))
+            values = (self._reward_model(self._features(captions)) - self._norm[0]) / self._norm[1]
+            return np.where(values > self._norm[2], values, 0.0)
         if self._classifier is None:  # nothing learned yet
             return np.zeros(len(captions))
         return self._classifier.helpful(self._features(captions)).astype(np.float64)
@@ -178,9 +207,12 @@ class ONIBonus(RewardModule):
             self.first_seen.setdefault(caption, (batch.states[i], batch.next_states[i]))
         self._calls += 1
         self._receive()
-        if self.variant == "classification" and self._new_labels:
+        if self.variant != "retrieval" and self._new_labels:
             self._train()
-        self._submit(captions)
+        if self.variant == "ranking":
+            self._submit_pairs(captions)
+        else:
+            self._submit(captions)
         out = self._helpful(captions)
         for i, (caption, episode) in enumerate(zip(captions, batch.episode_ids)):
             counts = self._episode_counts.setdefault(int(episode), {})
@@ -191,13 +223,26 @@ class ONIBonus(RewardModule):
         return out
 
     def _train(self) -> None:
-        """32 gradient steps on every (caption, label) so far, each time labels arrive."""
+        """32 gradient steps on every label so far, each time labels arrive."""
+        self._new_labels = 0
+        if self.variant == "ranking":
+            from .motif import RewardModel
+
+            pairs = list(self.labels)
+            first, second = self._features([a for a, _ in pairs]), self._features([b for _, b in pairs])
+            if self._reward_model is None:
+                self._reward_model = RewardModel(first.shape[1], seed=self._seed)
+            self.classifier_loss = self._reward_model.fit(first, second, np.array([self.labels[p] for p in pairs]),
+                                                          steps=32, batch_size=256)
+            raw = self._reward_model(self._features(self._pool))
+            mean, std = float(raw.mean()), float(raw.std()) + 1e-8
+            self._norm = (mean, std, float(np.median((raw - mean) / std)))
+            return
         captions = list(self.labels)
         x = self._features(captions)
         if self._classifier is None:
             self._classifier = Classifier(x.shape[1], self._seed)
         self.classifier_loss = self._classifier.train(x, np.array([self.labels[c] for c in captions]))
-        self._new_labels = 0
 
     def start_episodes(self, starts: EpisodeStarts) -> None:
         for episode in starts.episode_ids:
@@ -230,11 +275,19 @@ class ONIBonus(RewardModule):
         state: dict[str, Any] = {"labels": dict(self.labels)}
         if self._classifier is not None:
             state["classifier"] = self._classifier.net.state_dict()
+        if self._reward_model is not None:
+            state.update(reward_model=self._reward_model.net.state_dict(), norm=self._norm, pool=list(self._pool))
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.labels = dict(state["labels"])
         self._asked |= set(self.labels)
+        if "reward_model" in state:
+            from .motif import RewardModel
+
+            self._pool, self._norm = list(state["pool"]), tuple(state["norm"])
+            self._reward_model = self._reward_model or RewardModel(self._features(self._pool[:1]).shape[1], seed=self._seed)
+            self._reward_model.net.load_state_dict(state["reward_model"])
         if "classifier" in state:
             x = self._features(list(self.labels)[:1] or [""])
             self._classifier = self._classifier or Classifier(x.shape[1], self._seed)
@@ -255,11 +308,30 @@ def oracle_labeller(module: ONIBonus, progress: Callable[[dict], float], margin:
     return label
 
 
-def labeller_factory(llm: str, task: str) -> Callable[[list[str]], list[bool | None]]:
-    """Build the LLM labeller (in a :class:`~align_gym.llm_rewards.labeller.ProcessLabeller`'s child)."""
+def labeller_factory(llm: str, task: str, pairs: bool = False) -> Callable[[list[Any]], list[Any]]:
+    """Build the LLM labeller (in a :class:`~align_gym.llm_rewards.labeller.ProcessLabeller`'s
+    child): captions -> labels, or, for the ranking variant, pairs -> preferences."""
     from .clients import get_client
 
+    if pairs:
+        from .motif import llm_preferences
+
+        return llm_preferences(get_client(llm), task)
     return llm_labeller(get_client(llm), task)
+
+
+def oracle_preferences(module: ONIBonus, progress: Callable[[dict], float], margin: float = 0.1):
+    """The ranking variant's oracle: the caption whose first transition raised ``progress`` more
+    is better (ties within ``margin`` / 10)."""
+
+    def rise(caption: str) -> float:
+        state, next_state = module.first_seen[caption]
+        return progress(next_state) - progress(state) if state and next_state else 0.0
+
+    def prefer(pairs: list[tuple[str, str]]) -> list[float]:
+        return [0.5 if abs(rise(b) - rise(a)) <= margin / 10 else float(rise(b) > rise(a)) for a, b in pairs]
+
+    return prefer
 
 
 def make_oni(env: Any, gamma: float, coef: float = 0.4, variant: str = "retrieval", llm: str = "hf:default",
@@ -279,22 +351,27 @@ def make_oni(env: Any, gamma: float, coef: float = 0.4, variant: str = "retrieva
         progress = named_potentials(env).get("reference")
         if progress is None:
             raise ValueError("the oracle labeller needs an env with a 'reference' potential")
-        labeller = lambda captions: oracle_labeller(holder["module"], progress, margin)(captions)  # noqa: E731
+        oracle = oracle_preferences if variant == "ranking" else oracle_labeller
+        labeller = lambda items: oracle(holder["module"], progress, margin)(items)  # noqa: E731
     elif process:
         from functools import partial
 
         from .labeller import ProcessLabeller
 
-        labeller = ProcessLabeller(partial(labeller_factory, llm, task))
+        labeller = ProcessLabeller(partial(labeller_factory, llm, task, variant == "ranking"))
     else:
         from .clients import get_client
 
         client: list[Any] = []  # loaded on the first label, in the annotator's thread
 
-        def labeller(captions: list[str]) -> list[bool | None]:
+        def labeller(items: list[Any]) -> list[Any]:
             if not client:
                 client.append(get_client(llm))
-            return llm_labeller(client[0], task)(captions)
+            if variant == "ranking":
+                from .motif import llm_preferences
+
+                return llm_preferences(client[0], task)(items)
+            return llm_labeller(client[0], task)(items)
 
     module = ONIBonus(labeller, variant, delivery, delay, seed=seed, name=name)
     holder["module"] = module

@@ -54,6 +54,23 @@ def test_classification_learns_the_labels_and_generalises():
     assert oni.update(batch(captions))["classifier_loss"] < 0.5
 
 
+def test_ranking_learns_online_from_pair_preferences_and_pays_motifs_normalised_reward():
+    ranked = [f"event {name}" for name in ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf")]
+    rank = {caption: k for k, caption in enumerate(ranked)}  # later is better
+
+    def prefer(pairs):
+        return [1.0 / (1.0 + np.exp(rank[a] - rank[b])) for a, b in pairs]
+
+    oni = ONIBonus(prefer, "ranking", delivery="sync", delay=0, seed=0)
+    for step in range(300):  # a stream of captions; every 10th joins the pool
+        oni.reward(batch([ranked[(step + k) % len(ranked)] for k in range(7)], episode=step))
+    assert len(oni._pool) == len(ranked) and len(oni.labels) >= 30  # distinct pairs, each asked once
+    assert all(isinstance(k, tuple) for k in oni.labels)
+    scores = oni._helpful(ranked)
+    assert scores[-1] > 0 and scores[0] == 0.0  # the best pays, below the median pays nothing
+    assert oni.update(batch(ranked))["classifier_loss"] < 0.69
+
+
 def test_oni_with_the_oracle_through_the_vector_adapter_stacked_with_pbrs():
     spec = "pbrs(potential=reference)+oni(llm=oracle, delivery=sync, delay=1)"
     envs = shape_vector_env(gym.make_vec("Align/KeyDoor-5x5-v0", num_envs=4, vectorization_mode="sync"), spec, gamma=0.99)
@@ -91,4 +108,4 @@ def test_oni_needs_a_task_and_a_known_variant():
     with pytest.raises(ValueError, match="task in words"):
         shape_env(gym.make("CartPole-v1"), "oni(llm=oracle)", gamma=0.99)
     with pytest.raises(ValueError, match="variant"):
-        ONIBonus(known_labels, "ranking")
+        ONIBonus(known_labels, "regression")
