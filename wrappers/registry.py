@@ -218,8 +218,11 @@ def make_modules(spec: SpecLike | ShapingSpec, env: Any, *, gamma: float) -> lis
 
 
 def check_spec(spec: SpecLike | ShapingSpec, env: Any, *, gamma: float) -> None:
-    """Raise ValueError unless ``spec`` builds on ``env`` (what the bench checks before it runs)."""
-    make_modules(spec, env, gamma=gamma)
+    """Raise ValueError unless ``spec`` builds on ``env`` (what the bench checks before it runs);
+    the modules built are closed again (an annotator's thread, a labeller's child)."""
+    for module in make_modules(spec, env, gamma=gamma):
+        if callable(getattr(module, "close", None)):
+            module.close()
 
 
 def is_invariant(spec: SpecLike | ShapingSpec) -> bool:
