@@ -78,7 +78,6 @@ class ELLMBonus(RewardModule):
         self._goals: dict[str, list[str]] = {}  # situation -> suggested goals
         self._last_caption: dict[int, str] = {}  # episode id -> the caption its next step starts from
         self._achieved: dict[int, set[str]] = {}  # episode id -> goals already rewarded
-        self._vectors: dict[str, np.ndarray] = {}  # text -> its embedding (captions and goals recur)
         self.stats = {"queries": 0, "unparsed": 0, "goals_achieved": 0}
 
     @property
@@ -91,11 +90,9 @@ class ELLMBonus(RewardModule):
 
     @property
     def encoder(self) -> Any:
-        if self._encoder is None:
-            from .encoder import SentenceEncoder
+        from .encoder import shared_encoder
 
-            self._encoder = SentenceEncoder()
-        return self._encoder
+        return self._encoder or shared_encoder()
 
     def goals(self, caption: str) -> list[str]:
         """The suggested goals for the situation ``caption`` describes (asked once, then kept)."""
@@ -114,13 +111,6 @@ class ELLMBonus(RewardModule):
                 self._goals[caption] = []
         return self._goals[caption]
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Unit embeddings of ``texts``, each computed once."""
-        new = [t for t in dict.fromkeys(texts) if t not in self._vectors]
-        if new:
-            self._vectors.update(zip(new, self.encoder.encode(new)))
-        return np.stack([self._vectors[t] for t in texts])
-
     def start_episodes(self, starts: EpisodeStarts) -> None:
         for episode, caption in zip(starts.episode_ids, starts.captions):
             self._last_caption[int(episode)], self._achieved[int(episode)] = caption, set()
@@ -132,7 +122,7 @@ class ELLMBonus(RewardModule):
             achieved = self._achieved.setdefault(episode, set())
             goals = [g for g in self.goals(self._last_caption.get(episode, "")) if g not in achieved]
             if goals:
-                similarity = self.embed(goals) @ self.embed([caption])[0]
+                similarity = self.encoder.encode(goals) @ self.encoder.encode([caption])[0]
                 best = int(np.argmax(similarity))
                 if similarity[best] > self.threshold:
                     out[i] = float(similarity[best])

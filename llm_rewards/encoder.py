@@ -40,6 +40,7 @@ class SentenceEncoder:
         dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dimension = int(dimension())
         self._lock = threading.Lock()
+        self._memo: dict[str, np.ndarray] = {}
         self.hits = self.misses = 0
 
     def _compute(self, texts: Sequence[str]) -> np.ndarray:
@@ -49,9 +50,17 @@ class SentenceEncoder:
         return np.asarray(vectors, dtype=np.float32)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit embeddings of ``texts``; each distinct text is computed once per encoder (captions
+        recur every step) and, with a cache, once per cache file."""
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        new = [t for t in dict.fromkeys(texts) if t not in self._memo]
+        if new:
+            self._memo.update(zip(new, self._encode(new)))
+        return np.stack([self._memo[t] for t in texts])
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
         if self.cache is None:
             self.misses += len(texts)
             return self._compute(texts)
@@ -77,3 +86,13 @@ class SentenceEncoder:
     def similarity(self, a: Sequence[str], b: Sequence[str]) -> np.ndarray:
         """Cosine similarities, shape ``(len(a), len(b))``."""
         return self.encode(a) @ self.encode(b).T
+
+
+_SHARED: list[SentenceEncoder] = []
+
+
+def shared_encoder() -> SentenceEncoder:
+    """One embedded encoder per process, loaded on first use (ELLM, ONI and Motif share it)."""
+    if not _SHARED:
+        _SHARED.append(SentenceEncoder())
+    return _SHARED[0]

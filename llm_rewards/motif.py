@@ -153,7 +153,7 @@ class MotifBonus(RewardModule):
         the offline phase then runs on first use, in the process that trains, not where the
         shaping is built or checked."""
         self.name, self.quantile, self.offline_steps = name, quantile, offline_steps
-        self._encoder, self._vectors = encoder, {}
+        self._encoder = encoder
         self._offline = (captions, prefer, pairs, seed, steps, batch_size)
         self._cache: dict[str, float] = {}
         self._episode_counts: dict[int, dict[str, int]] = {}
@@ -184,14 +184,9 @@ class MotifBonus(RewardModule):
         self.threshold = float(np.quantile((raw - self.mean) / self.std, self.quantile))
 
     def features(self, captions: Sequence[str]) -> np.ndarray:
-        new = [c for c in dict.fromkeys(captions) if c not in self._vectors]
-        if new:
-            if self._encoder is None:
-                from .encoder import SentenceEncoder
+        from .encoder import shared_encoder
 
-                self._encoder = SentenceEncoder()
-            self._vectors.update(zip(new, self._encoder.encode(new)))
-        return np.stack([self._vectors[c] for c in captions]).astype(np.float32) if captions else np.zeros((0, 384), np.float32)
+        return (self._encoder or shared_encoder()).encode(captions).astype(np.float32)
 
     def normalised(self, captions: Sequence[str]) -> np.ndarray:
         """The reward model's normalised output for each caption (kept per caption)."""

@@ -130,7 +130,6 @@ class ONIBonus(RewardModule):
         self._episode_counts: dict[int, dict[str, int]] = {}
         self._encoder, self._seed = encoder, seed
         self._classifier: Classifier | None = None
-        self._vectors: dict[str, np.ndarray] = {}
         self._new_labels = 0
         self._pool: list[str] = []  # ranking: the captions pairs are drawn from
         self._seen = 0
@@ -180,14 +179,9 @@ class ONIBonus(RewardModule):
     # ---- reward -------------------------------------------------------------------------
 
     def _features(self, captions: Sequence[str]) -> np.ndarray:
-        new = [c for c in dict.fromkeys(captions) if c not in self._vectors]
-        if new:
-            if self._encoder is None:
-                from .encoder import SentenceEncoder
+        from .encoder import shared_encoder
 
-                self._encoder = SentenceEncoder()
-            self._vectors.update(zip(new, self._encoder.encode(new)))
-        return np.stack([self._vectors[c] for c in captions]).astype(np.float32)
+        return (self._encoder or shared_encoder()).encode(captions).astype(np.float32)
 
     def _helpful(self, captions: list[str]) -> np.ndarray:
         if self.variant == "retrieval":
