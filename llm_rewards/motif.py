@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..wrappers.core import EpisodeStarts, RewardModule, TransitionBatch
+from ..wrappers.nets import seeded_init
 from .clients import generate_from_template
 from .parsing import ParseError, parse_choice
 
@@ -102,13 +103,9 @@ class RewardModel:
     def __init__(self, size: int, hidden: int = 256, lr: float = 1e-4, seed: int = 0):
         import torch
 
-        generator = torch.Generator().manual_seed(seed)
-        self.net = torch.nn.Sequential(torch.nn.Linear(size, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, hidden),
-                                       torch.nn.ReLU(), torch.nn.Linear(hidden, 1))
-        for layer in self.net:
-            if isinstance(layer, torch.nn.Linear):
-                torch.nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu", generator=generator)
-                torch.nn.init.zeros_(layer.bias)
+        self.net = seeded_init(torch.nn.Sequential(torch.nn.Linear(size, hidden), torch.nn.ReLU(),
+                                                   torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
+                                                   torch.nn.Linear(hidden, 1)), seed)
         self.optimiser = torch.optim.Adam(self.net.parameters(), lr=lr)
         self.rng = np.random.default_rng(seed)
 

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from ..wrappers.core import EpisodeStarts, RewardModule, TransitionBatch
+from ..wrappers.nets import seeded_init
 from .annotator import Annotator
 from .clients import generate_from_template
 from .parsing import ParseError, parse_label
@@ -76,14 +77,9 @@ class Classifier:
     def __init__(self, size: int, seed: int = 0, lr: float = 1e-4):
         import torch
 
-        torch_generator = torch.Generator().manual_seed(seed)
-        self.net = torch.nn.Sequential(torch.nn.Linear(size, 512), torch.nn.ReLU(), torch.nn.Dropout(0.1),
-                                       torch.nn.Linear(512, 512), torch.nn.ReLU(), torch.nn.Dropout(0.1),
-                                       torch.nn.Linear(512, 2))
-        for layer in self.net:
-            if isinstance(layer, torch.nn.Linear):
-                torch.nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu", generator=torch_generator)
-                torch.nn.init.zeros_(layer.bias)
+        self.net = seeded_init(torch.nn.Sequential(torch.nn.Linear(size, 512), torch.nn.ReLU(), torch.nn.Dropout(0.1),
+                                                   torch.nn.Linear(512, 512), torch.nn.ReLU(), torch.nn.Dropout(0.1),
+                                                   torch.nn.Linear(512, 2)), seed)
         self.optimiser = torch.optim.Adam(self.net.parameters(), lr=lr)
         self.rng = np.random.default_rng(seed)
 

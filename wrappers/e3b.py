@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .core import EpisodeStarts, RewardModule, TransitionBatch
+from .nets import seeded_init
 from .rnd import flat, obs_size
 
 
@@ -36,17 +37,11 @@ class E3BBonus(RewardModule):
 
         self.name, self.update_every, self.ridge = name, update_every, ridge
         self.n_actions, self.batch_size, self.epochs, self.latent = n_actions, batch_size, epochs, latent
-        generator = torch.Generator().manual_seed(seed)  # no global RNG: the agent's stream stays its own
-        self.phi = torch.nn.Sequential(torch.nn.Linear(obs_size, hidden), torch.nn.ReLU(),
-                                       torch.nn.Linear(hidden, latent))
+        self.phi = seeded_init(torch.nn.Sequential(torch.nn.Linear(obs_size, hidden), torch.nn.ReLU(),
+                                                   torch.nn.Linear(hidden, latent)), seed)
         outputs = n_actions if n_actions is not None else action_size
-        self.inverse = torch.nn.Sequential(torch.nn.Linear(2 * latent, hidden), torch.nn.ReLU(),
-                                           torch.nn.Linear(hidden, outputs))
-        for net in (self.phi, self.inverse):
-            for layer in net:
-                if isinstance(layer, torch.nn.Linear):
-                    torch.nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu", generator=generator)
-                    torch.nn.init.zeros_(layer.bias)
+        self.inverse = seeded_init(torch.nn.Sequential(torch.nn.Linear(2 * latent, hidden), torch.nn.ReLU(),
+                                                       torch.nn.Linear(hidden, outputs)), seed + 1)
         self.optimiser = torch.optim.Adam([*self.phi.parameters(), *self.inverse.parameters()], lr=lr)
         self._inverse_covariance: dict[int, np.ndarray] = {}  # episode id -> C^-1
         self._rng = np.random.default_rng(seed)

@@ -29,6 +29,7 @@ import numpy as np
 
 from .core import RewardModule, TransitionBatch
 from .intrinsic import RunningStd
+from .nets import seeded_init
 
 
 def flat(observations: Any) -> np.ndarray:
@@ -69,18 +70,12 @@ class RNDBonus(RewardModule):
         self.name, self.update_every = name, update_every
         self.proportion, self.epochs, self.batch_size = proportion, epochs, batch_size
         self.gamma_int, self.warmup = gamma_int, warmup
-        generator = torch.Generator().manual_seed(seed)  # no global RNG: the agent's stream stays its own
+        def mlp(net_seed: int) -> Any:  # orthogonal weights, gain sqrt(2), as the paper's code
+            return seeded_init(torch.nn.Sequential(torch.nn.Linear(obs_size, hidden), torch.nn.ReLU(),
+                                                   torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
+                                                   torch.nn.Linear(hidden, latent)), net_seed, orthogonal_gain=np.sqrt(2))
 
-        def mlp() -> Any:
-            net = torch.nn.Sequential(torch.nn.Linear(obs_size, hidden), torch.nn.ReLU(),
-                                      torch.nn.Linear(hidden, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, latent))
-            for layer in net:
-                if isinstance(layer, torch.nn.Linear):
-                    torch.nn.init.orthogonal_(layer.weight, gain=np.sqrt(2), generator=generator)
-                    torch.nn.init.zeros_(layer.bias)
-            return net
-
-        self.target, self.predictor = mlp(), mlp()
+        self.target, self.predictor = mlp(seed), mlp(seed + 1)
         for parameter in self.target.parameters():
             parameter.requires_grad_(False)
         self.optimiser = torch.optim.Adam(self.predictor.parameters(), lr=lr)
