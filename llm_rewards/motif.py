@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..wrappers.core import EpisodeStarts, RewardModule, TransitionBatch
+from ..wrappers.count import EpisodeCounts
 from ..wrappers.nets import seeded_init
 from .clients import generate_from_template
 from .parsing import ParseError, parse_choice
@@ -153,7 +154,7 @@ class MotifBonus(RewardModule):
         self._encoder = encoder
         self._offline = (captions, prefer, pairs, seed, steps, batch_size)
         self._cache: dict[str, float] = {}
-        self._episode_counts: dict[int, dict[str, int]] = {}
+        self._episode_counts = EpisodeCounts()
         self.model: RewardModel | None = None
         if not lazy:
             self._run_offline_phase()
@@ -195,19 +196,12 @@ class MotifBonus(RewardModule):
         return np.array([self._cache[c] for c in captions])
 
     def reward(self, batch: TransitionBatch) -> np.ndarray:
-        values = self.normalised(list(batch.captions))
-        out = np.where(values > self.threshold, values, 0.0)
-        for i, (caption, episode) in enumerate(zip(batch.captions, batch.episode_ids)):
-            counts = self._episode_counts.setdefault(int(episode), {})
-            counts[caption] = counts.get(caption, 0) + 1
-            out[i] /= counts[caption] ** BETA
-            if batch.terminated[i] or batch.truncated[i]:
-                self._episode_counts.pop(int(episode), None)
-        return out
+        captions = list(batch.captions)
+        values = self.normalised(captions)
+        return np.where(values > self.threshold, values, 0.0) / self._episode_counts.count(captions, batch) ** BETA
 
     def start_episodes(self, starts: EpisodeStarts) -> None:
-        for episode in starts.episode_ids:
-            self._episode_counts[int(episode)] = {}
+        self._episode_counts.start(starts.episode_ids)
 
     def update(self, batch: TransitionBatch) -> dict[str, float]:
         """Nothing learned online: the offline phase's figures."""

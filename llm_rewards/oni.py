@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from ..wrappers.core import EpisodeStarts, RewardModule, TransitionBatch
+from ..wrappers.count import EpisodeCounts
 from ..wrappers.nets import seeded_init
 from .annotator import Annotator
 from .clients import generate_from_template
@@ -123,7 +124,7 @@ class ONIBonus(RewardModule):
         self._scheduled: list[tuple[int, str, bool | None]] = []  # sync: (due call, caption, label)
         self._calls = 0
         self._asked: set[str] = set()
-        self._episode_counts: dict[int, dict[str, int]] = {}
+        self._episode_counts = EpisodeCounts()
         self._encoder, self._seed = encoder, seed
         self._classifier: Classifier | None = None
         self._new_labels = 0
@@ -203,14 +204,7 @@ class ONIBonus(RewardModule):
             self._submit_pairs(captions)
         else:
             self._submit(captions)
-        out = self._helpful(captions)
-        for i, (caption, episode) in enumerate(zip(captions, batch.episode_ids)):
-            counts = self._episode_counts.setdefault(int(episode), {})
-            counts[caption] = counts.get(caption, 0) + 1
-            out[i] /= counts[caption] ** BETA
-            if batch.terminated[i] or batch.truncated[i]:
-                self._episode_counts.pop(int(episode), None)
-        return out
+        return self._helpful(captions) / self._episode_counts.count(captions, batch) ** BETA
 
     def _train(self) -> None:
         """32 gradient steps on every label so far, each time labels arrive."""
@@ -235,8 +229,7 @@ class ONIBonus(RewardModule):
         self.classifier_loss = self._classifier.train(x, np.array([self.labels[c] for c in captions]))
 
     def start_episodes(self, starts: EpisodeStarts) -> None:
-        for episode in starts.episode_ids:
-            self._episode_counts[int(episode)] = {}
+        self._episode_counts.start(starts.episode_ids)
 
     def update(self, batch: TransitionBatch) -> dict[str, float]:
         """Nothing learned here (labels and the classifier update as labels arrive): reports the

@@ -43,6 +43,28 @@ def obs_key(obs: Any) -> str:
     return hashlib.sha1(np.ascontiguousarray(obs).tobytes()).hexdigest()
 
 
+class EpisodeCounts:
+    """How many times each episode has met each key so far, the current step included; an
+    episode's counts go when it ends (Motif and ONI divide by ``N_ep(c)^beta`` with these)."""
+
+    def __init__(self) -> None:
+        self._counts: dict[int, dict[Any, int]] = {}
+
+    def start(self, episode_ids: Any) -> None:
+        for episode in episode_ids:
+            self._counts[int(episode)] = {}
+
+    def count(self, keys: list[Any], batch: TransitionBatch) -> np.ndarray:
+        """``N_ep(key)`` for each row of ``batch``, counting this step in."""
+        out = np.empty(len(keys))
+        for i, (key, episode) in enumerate(zip(keys, batch.episode_ids)):
+            counts = self._counts.setdefault(int(episode), {})
+            counts[key] = out[i] = counts.get(key, 0) + 1
+            if batch.terminated[i] or batch.truncated[i]:
+                self._counts.pop(int(episode), None)  # the episode is over
+        return out
+
+
 class CountBonus(RewardModule):
     """``1/sqrt(N(x))`` of the next state, observation hash or caption; see the module docstring."""
 
@@ -58,7 +80,7 @@ class CountBonus(RewardModule):
         self.needs = frozenset({{"state": "next_states", "obs": "next_obs", "caption": "captions"}[key],
                                 "episode_ids", "terminated", "truncated"})
         self.counts: dict[Any, int] = {}  # global scope
-        self._episode_counts: dict[int, dict[Any, int]] = {}  # episode scope: episode id -> counts
+        self._episode_counts = EpisodeCounts()  # episode scope
 
     def _keys(self, batch: TransitionBatch) -> list[Any]:
         if self.key == "state":
@@ -68,18 +90,17 @@ class CountBonus(RewardModule):
         return list(batch.captions)
 
     def reward(self, batch: TransitionBatch) -> np.ndarray:
-        out = np.empty(len(batch))
-        for i, (x, episode) in enumerate(zip(self._keys(batch), batch.episode_ids)):
-            counts = self.counts if self.scope == "global" else self._episode_counts.setdefault(int(episode), {})
-            counts[x] = counts.get(x, 0) + 1
-            out[i] = 1.0 / np.sqrt(counts[x])
-            if self.scope == "episode" and (batch.terminated[i] or batch.truncated[i]):
-                self._episode_counts.pop(int(episode), None)  # the episode is over
+        keys = self._keys(batch)
+        if self.scope == "episode":
+            return 1.0 / np.sqrt(self._episode_counts.count(keys, batch))
+        out = np.empty(len(keys))
+        for i, x in enumerate(keys):
+            self.counts[x] = self.counts.get(x, 0) + 1
+            out[i] = 1.0 / np.sqrt(self.counts[x])
         return out
 
     def start_episodes(self, starts: EpisodeStarts) -> None:
-        for episode in starts.episode_ids:
-            self._episode_counts[int(episode)] = {}
+        self._episode_counts.start(starts.episode_ids)
 
     def state_dict(self) -> dict[str, Any]:
         return {"counts": dict(self.counts)}
