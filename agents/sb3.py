@@ -220,10 +220,12 @@ class TaskEvalCallback(BaseCallback):
     (``step``, true return mean and std, success rate) in ``self.rows``; ``on_row`` sees each."""
 
     def __init__(self, env_id: str, eval_every: int, n_episodes: int = 10, seed: int | np.random.SeedSequence = 10_000,
-                 on_row: Callable[[dict[str, Any]], None] | None = None, env_kwargs: dict[str, Any] | None = None):
+                 on_row: Callable[[dict[str, Any]], None] | None = None, env_kwargs: dict[str, Any] | None = None,
+                 step_offset: int = 0):
         super().__init__(0)
         self.env_id, self.eval_every, self.n_episodes, self.seed = env_id, eval_every, n_episodes, seed
         self.on_row, self.env_kwargs = on_row, env_kwargs
+        self.step_offset = step_offset  # env steps spent before the agent's (a reward module's offline phase)
         self.rows: list[dict[str, Any]] = []
         self._next_eval = 0
 
@@ -236,12 +238,12 @@ class TaskEvalCallback(BaseCallback):
         return True
 
     def _on_training_end(self) -> None:
-        if not self.rows or self.rows[-1]["step"] != self.num_timesteps:
+        if not self.rows or self.rows[-1]["step"] != self.num_timesteps + self.step_offset:
             self._evaluate()
 
     def _evaluate(self) -> None:
         result = evaluate(self.model, self.env_id, self.n_episodes, self.seed, env_kwargs=self.env_kwargs)
-        row = {"step": int(self.num_timesteps), "return_mean": result.mean_return,
+        row = {"step": int(self.num_timesteps) + self.step_offset, "return_mean": result.mean_return,
                "return_std": result.std_return, "success_rate": result.success_rate}
         self.rows.append(row)
         if self.on_row is not None:

@@ -105,6 +105,7 @@ def run_cell(cell: Cell, on_row: Callable[[dict[str, Any]], None] | None = None)
     import torch
 
     from .agents.sb3 import RewardTermsCallback, TaskEvalCallback, make_vec_env
+    from .wrappers.core import offline_steps
 
     torch.set_num_threads(1)  # cells run side by side, one core each
     # LLM caches made in this cell record (or replay) its sampling calls under its own run id.
@@ -127,10 +128,14 @@ def run_cell(cell: Cell, on_row: Callable[[dict[str, Any]], None] | None = None)
         if on_row is not None:
             on_row(row)
 
+    # Env steps a reward module took before training (Motif's offline phase) come out of the budget.
+    spent = offline_steps(venv)
+    if spent >= cell.steps:
+        raise ValueError(f"{cell.shaping} takes {spent:,} env steps before training, the whole budget of {cell.steps:,}")
     evaluator = TaskEvalCallback(cell.env_id, cell.eval_every, cell.eval_episodes, seed=seeds.evaluation,
-                                 on_row=add_training_stats)
+                                 on_row=add_training_stats, step_offset=spent)
     try:
-        model.learn(cell.steps, callback=[terms, evaluator])
+        model.learn(cell.steps - spent, callback=[terms, evaluator])
     finally:
         venv.close()
     return evaluator.rows

@@ -3,7 +3,7 @@
 Two phases, as in the paper.
 
 1. **Offline.** Captions are collected with a random policy (``offline_steps`` env steps on a copy
-   of the env, counted by :attr:`MotifBonus.offline_steps`), and the LLM is asked which of two
+   of the env; the bench takes them out of a cell's budget and starts its curve there), and the LLM is asked which of two
    captions shows more progress on the task (``motif_pair``: an analysis, then
    ``("best_description": 1 | 2 | None)``), for ``pairs`` random pairs. Identical pairs are ties
    without a call; an answer that does not parse is asked about once more, and then counted and

@@ -61,3 +61,13 @@ def test_the_embedded_models_preferences_replay_from_the_cache(tmp_path, embedde
         assert stats["pairs"] == 6
         again, _ = offline("replay", preference)
         np.testing.assert_array_equal(first, again)
+
+
+def test_the_offline_phase_is_paid_from_the_cells_budget():
+    from align_gym.cell import Cell, run_cell
+
+    rows = run_cell(Cell("Align/KeyDoor-5x5-v0", "motif(llm=oracle, pairs=50, offline_steps=1000, steps=30, batch_size=32)",
+                         "ppo", seed=1000, steps=3048, eval_every=1024, eval_episodes=2, n_envs=4,
+                         hyperparams={"n_steps": 128, "gamma": 0.99}))
+    assert rows[0]["step"] == 1000  # the curve starts after the offline steps
+    assert 3048 <= rows[-1]["step"] < 3048 + 512  # and the agent trained for the rest of the budget

@@ -265,6 +265,12 @@ def shaping_layers(env: Any) -> list[Any]:
     return layers[::-1]
 
 
+def offline_steps(env: Any) -> int:
+    """Env steps the reward modules of ``env``'s stack take before training (Motif's offline
+    phase): the bench counts them against a cell's budget."""
+    return sum(int(getattr(layer.module, "offline_steps", 0)) for layer in shaping_layers(env) if layer.module is not None)
+
+
 def reward_module_states(env: Any) -> dict[str, Any]:
     """``state_dict()`` of every reward module in ``env``'s stack, by the module's name."""
     return {layer.driver.name: layer.module.state_dict() for layer in shaping_layers(env)

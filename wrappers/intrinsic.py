@@ -75,6 +75,8 @@ class IntrinsicTerm(RewardModule):
         self.needs = getattr(bonus, "needs", RewardModule.needs)
         self.update_every = getattr(bonus, "update_every", RewardModule.update_every)
         self.updates = 0
+        # env steps the bonus took before training (Motif's offline phase): a cell's budget pays them
+        self.offline_steps = int(getattr(bonus, "offline_steps", 0))
         self._spread = RunningStd()
         self._recent: list[np.ndarray] = []
 
