@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..wrappers.core import EpisodeStarts, RewardModule, TransitionBatch
-from .clients import generate_from_template
+from .clients import cost_stats, generate_from_template
 from .parsing import ParseError, parse_bullets
 
 THRESHOLD = 0.55
@@ -137,10 +137,8 @@ class ELLMBonus(RewardModule):
 
     def update(self, batch: TransitionBatch) -> dict[str, float]:
         """Nothing to learn; reports the LLM's cost and the goals achieved since the start."""
-        usage = getattr(self.client, "usage", None) if not isinstance(self._llm, str) else None
-        extra = {} if usage is None else {"llm_calls": usage.calls, "cache_hits": usage.cache_hits,
-                                          "completion_tokens": usage.completion_tokens}
-        return {**{k: float(v) for k, v in self.stats.items()}, **{k: float(v) for k, v in extra.items()}}
+        cost = cost_stats(self._llm) if not isinstance(self._llm, str) else {}
+        return {**{k: float(v) for k, v in self.stats.items()}, **cost}
 
     def state_dict(self) -> dict[str, Any]:
         return {"goals": dict(self._goals)}

@@ -35,7 +35,7 @@ import numpy as np
 from ..wrappers.core import EpisodeStarts, RewardModule, TransitionBatch
 from ..wrappers.count import EpisodeCounts
 from ..wrappers.nets import seeded_init
-from .clients import generate_from_template
+from .clients import cost_stats, generate_from_template
 from .parsing import ParseError, parse_choice
 
 BETA = 3.0
@@ -156,6 +156,7 @@ class MotifBonus(RewardModule):
         self._cache: dict[str, float] = {}
         self._episode_counts = EpisodeCounts()
         self.model: RewardModel | None = None
+        self.client: Callable[[], Any] = lambda: None  # the preference LLM's client, once made
         if not lazy:
             self._run_offline_phase()
 
@@ -207,7 +208,8 @@ class MotifBonus(RewardModule):
         """Nothing learned online: the offline phase's figures."""
         if self.model is None:
             self._run_offline_phase()
-        return {**self.stats, "offline_steps": float(self.offline_steps), "threshold": self.threshold}
+        return {**self.stats, "offline_steps": float(self.offline_steps), "threshold": self.threshold,
+                **cost_stats(self.client())}
 
     def state_dict(self) -> dict[str, Any]:
         if self.model is None:
@@ -246,7 +248,8 @@ def make_motif(env: Any, gamma: float, coef: float = 0.1, llm: str = "hf:default
         if llm != "oracle":
             from .clients import get_client
 
-            return llm_preferences(get_client(llm), found["task"], preference)
+            found["client"] = get_client(llm)
+            return llm_preferences(found["client"], found["task"], preference)
         rise: dict[str, float] = {}
         for caption, delta in found["transitions"]:
             rise[caption] = max(rise.get(caption, -np.inf), delta)
@@ -254,4 +257,5 @@ def make_motif(env: Any, gamma: float, coef: float = 0.1, llm: str = "hf:default
 
     bonus = MotifBonus(captions, preferences, pairs, quantile, seed=seed, offline_steps=offline_steps, steps=steps,
                        batch_size=batch_size, lazy=True, name=name)
+    bonus.client = lambda: found.get("client")
     return make_intrinsic(bonus, coef, 0.0, False, name)

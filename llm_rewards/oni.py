@@ -44,7 +44,7 @@ from ..wrappers.core import EpisodeStarts, RewardModule, TransitionBatch
 from ..wrappers.count import EpisodeCounts
 from ..wrappers.nets import seeded_init
 from .annotator import Annotator
-from .clients import generate_from_template
+from .clients import cost_stats, generate_from_template
 from .parsing import ParseError, parse_label
 
 VARIANTS = ("retrieval", "classification", "ranking")
@@ -135,6 +135,7 @@ class ONIBonus(RewardModule):
         self._norm = (0.0, 1.0, 0.0)  # ranking: mean, std and threshold of the normalised reward
         self._annotator = Annotator(label_fn, **(annotator or {})) if delivery == "async" else None
         self.first_seen: dict[str, tuple[dict, dict]] = {}  # caption -> (state, next state): the oracle reads it
+        self.client: Callable[[], Any] = lambda: None  # the labeller's LLM client, where this process has it
 
     # ---- labels -------------------------------------------------------------------------
 
@@ -241,7 +242,7 @@ class ONIBonus(RewardModule):
             stats["labels_waiting"] = float(self._annotator.pending)
         if hasattr(self, "classifier_loss"):
             stats["classifier_loss"] = self.classifier_loss
-        return stats
+        return {**stats, **cost_stats(self.client())}
 
     def close(self) -> None:
         """Stop the annotator (after the batch in flight) and a labeller's child program."""
@@ -358,4 +359,6 @@ def make_oni(env: Any, gamma: float, coef: float = 0.4, variant: str = "retrieva
 
     module = ONIBonus(labeller, variant, delivery, delay, seed=seed, name=name)
     holder["module"] = module
+    if llm != "oracle" and not process:
+        module.client = lambda: client[0] if client else None
     return make_intrinsic(module, coef, 0.0, False, name)

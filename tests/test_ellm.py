@@ -54,5 +54,8 @@ def test_ellm_end_to_end_with_the_embedded_model_and_its_replay(tmp_path, embedd
     recorded, bonus = run("readwrite")
     assert bonus.stats["queries"] >= 2 and 0 <= bonus.stats["unparsed"] <= bonus.stats["queries"]
     assert all(t == 0.0 or t > THRESHOLD for t in recorded)
-    replayed, _ = run("replay")  # every suggestion comes from the file: the same rewards, in order
+    stats = bonus.update(None)  # the LLM's cost is reported with the module's stats
+    assert stats["queries"] == bonus.stats["queries"] and stats["llm_calls"] >= 1 and "llm_cache_hits" in stats
+    replayed, replay_bonus = run("replay")  # every suggestion comes from the file: the same rewards, in order
     assert replayed == recorded
+    assert replay_bonus.update(None)["llm_cache_hits"] >= bonus.stats["queries"]

@@ -49,6 +49,16 @@ def generate_from_template(client: Any, prompts: list, template_key: str, **para
     return client.generate(prompts, **params, **keyed)
 
 
+def cost_stats(client: Any) -> dict[str, float]:
+    """What an LLM client has spent, for a reward module's update stats (``llm_calls``,
+    ``llm_cache_hits``, ``llm_completion_tokens``); empty when there is no client yet."""
+    usage = getattr(client, "usage", None)
+    if usage is None:
+        return {}
+    return {"llm_calls": float(usage.calls), "llm_cache_hits": float(usage.cache_hits),
+            "llm_completion_tokens": float(usage.completion_tokens)}
+
+
 def get_client(spec: str, *, cache: Any = "default", **kwargs: Any) -> LLMClient:
     """The client ``spec`` names, wrapped in the on-disk cache.
 
@@ -71,5 +81,5 @@ def get_client(spec: str, *, cache: Any = "default", **kwargs: Any) -> LLMClient
     return CachedClient(client, cache)
 
 
-__all__ = ["BACKENDS", "LLMClient", "Message", "Prompt", "Usage", "generate_from_template", "get_client", "mean_logprob",
+__all__ = ["BACKENDS", "LLMClient", "Message", "Prompt", "Usage", "cost_stats", "generate_from_template", "get_client", "mean_logprob",
            "parse_client_spec", "total_logprob"]
