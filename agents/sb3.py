@@ -139,9 +139,7 @@ def save_checkpoint(model: BaseAlgorithm, path: str | Path) -> Path:
     """``model.save(path)``, and the state of every reward module in its env's shaping stack
     beside it (:func:`reward_modules_path`). Returns the modules' file."""
     model.save(path)
-    target = reward_modules_path(path)
-    target.write_bytes(pickle.dumps(reward_module_states(model.get_env())))
-    return target
+    return save_reward_modules(model.get_env(), reward_modules_path(path))
 
 
 def load_checkpoint(algorithm: type[BaseAlgorithm], path: str | Path, env: VecEnv, **kwargs: Any) -> BaseAlgorithm:
@@ -152,7 +150,7 @@ def load_checkpoint(algorithm: type[BaseAlgorithm], path: str | Path, env: VecEn
         raise FileNotFoundError(f"{states_file} is missing: save with align_gym.agents.save_checkpoint, "
                                 "which writes the reward modules beside the model")
     model = algorithm.load(path, env=env, **kwargs)
-    load_reward_module_states(env, pickle.loads(states_file.read_bytes()))
+    load_reward_modules(env, states_file)
     return model
 
 
@@ -162,9 +160,15 @@ class ShapingCheckpointCallback(CheckpointCallback):
 
     def _on_step(self) -> bool:
         if self.n_calls % self.save_freq == 0:
-            path = Path(self._checkpoint_path("reward_modules_", extension="pkl"))
-            path.write_bytes(pickle.dumps(reward_module_states(self.training_env)))
+            save_reward_modules(self.training_env, self._checkpoint_path("reward_modules_", extension="pkl"))
         return super()._on_step()
+
+
+def save_reward_modules(env: VecEnv, path: str | Path) -> Path:
+    """Write the state of every reward module in ``env``'s shaping stack to ``path``."""
+    path = Path(path)
+    path.write_bytes(pickle.dumps(reward_module_states(env)))
+    return path
 
 
 def load_reward_modules(env: VecEnv, path: str | Path) -> None:

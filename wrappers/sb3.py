@@ -86,37 +86,38 @@ class ShapingVecEnvWrapper(VecEnvWrapper):
     def step_wait(self):
         obs, rewards, dones, infos = self.venv.step_wait()
         n = self.num_envs
+        term = self._module_terms(obs, dones, infos, rewards) if self.driver.module is not None else np.zeros(n)
+        shaped = np.array([self._tracker.record(i, infos[i], rewards[i], self.driver.name, term[i]) for i in range(n)],
+                          dtype=np.float32)
+        ended = np.flatnonzero(dones)
+        for i in ended:
+            infos[i][EPISODE_SUMMARY] = self._tracker.finish(i, infos[i].get("success")).as_dict()
+        if self.driver.module is not None:
+            # What the next step's transitions start from: the reset state where an episode ended.
+            reset_infos = self._reset_infos() if len(ended) else None
+            self._states = [reset_infos[i].get("state", {}) if dones[i] else infos[i].get("state", {})
+                            for i in range(n)]  # a new list: the batch logged above keeps the old one
+            if len(ended):
+                self._start_episodes(ended, obs, reset_infos)
+        return obs, shaped, dones, infos
+
+    def _module_terms(self, obs: Any, dones: np.ndarray, infos: list[dict[str, Any]], rewards: np.ndarray) -> np.ndarray:
+        """The module's term for each sub-env's transition (the true final observation where an
+        episode ended); keeps this step's observations for the next one."""
+        n = self.num_envs
         truncated = np.array([bool(info.get("TimeLimit.truncated", False)) for info in infos])
         terminated = np.asarray(dones, dtype=bool) & ~truncated
         rows = obs_rows(copy_obs(obs), n)  # a copy: modules may keep the rows in their logs
-        next_obs = [infos[i]["terminal_observation"] if dones[i] else rows[i] for i in range(n)]
-        env_rewards = np.array([info.get(ENV_REWARD, rewards[i]) for i, info in enumerate(infos)], dtype=np.float64)
-        term = np.zeros(n)
-        if self.driver.module is not None:
-            batch = TransitionBatch(
-                obs=self._obs, actions=list(self._actions), next_obs=next_obs,
-                captions=[info.get("caption", "") for info in infos], states=self._states,
-                next_states=[info.get("state", {}) for info in infos], env_rewards=env_rewards,
-                terminated=terminated, truncated=truncated, episode_ids=self._tracker.episode_ids.copy(),
-            )
-            term = np.asarray(self.driver.reward(batch), dtype=np.float64)
-        shaped = np.array([self._tracker.record(i, infos[i], rewards[i], self.driver.name, term[i]) for i in range(n)],
-                          dtype=np.float32)
-
-        ended = np.flatnonzero(dones)
-        reset_infos = self._reset_infos() if len(ended) else None
-        next_states = []
-        for i in range(n):
-            if dones[i]:
-                infos[i][EPISODE_SUMMARY] = self._tracker.finish(i, infos[i].get("success")).as_dict()
-                next_states.append(reset_infos[i].get("state", {}))
-            else:
-                next_states.append(infos[i].get("state", {}))
-        self._states = next_states  # a new list: the batch above keeps the old one
+        batch = TransitionBatch(
+            obs=self._obs, actions=list(self._actions),
+            next_obs=[infos[i]["terminal_observation"] if dones[i] else rows[i] for i in range(n)],
+            captions=[info.get("caption", "") for info in infos], states=self._states,
+            next_states=[info.get("state", {}) for info in infos],
+            env_rewards=np.array([info.get(ENV_REWARD, rewards[i]) for i, info in enumerate(infos)], dtype=np.float64),
+            terminated=terminated, truncated=truncated, episode_ids=self._tracker.episode_ids.copy(),
+        )
         self._obs = rows
-        if len(ended):
-            self._start_episodes(ended, obs, reset_infos)
-        return obs, shaped, dones, infos
+        return np.asarray(self.driver.reward(batch), dtype=np.float64)
 
 
 class PotentialShapingVecEnv(ShapingVecEnvWrapper):

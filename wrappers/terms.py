@@ -82,7 +82,8 @@ class EpisodeTracker:
         return shaped
 
     def add_rows(self, indices: Any, env_rewards: np.ndarray, shaped: np.ndarray, terms: dict[str, np.ndarray]) -> None:
-        """:meth:`add` for the sub-envs ``indices`` of one vector step, from per-env arrays."""
+        """The episode sums of :meth:`record` for the sub-envs ``indices`` of one vector step, from
+        per-env arrays (the vector adapter writes the info itself)."""
         rewards, shaped_rewards = env_rewards.tolist(), shaped.tolist()  # Python floats add faster
         columns = {name: np.asarray(values).tolist() for name, values in terms.items()}
         for i in indices:
