@@ -34,8 +34,7 @@ from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from .clients.decoding import Result, Row
-from .clients.transformers_backend import sample_seed
+from .clients.decoding import Result, Row, sample_rows
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 
@@ -102,8 +101,7 @@ def _rows(prompt_ids: list[int], body: dict[str, Any], top: int, max_tokens: int
         raise ValueError("n must be >= 1, temperature >= 0 and max_tokens >= 0")
     if not 0 <= top <= 20:
         raise ValueError("at most 20 top log-probabilities per token")
-    return [Row(prompt_ids, max_tokens, temperature, tuple(_stop_list(body)), sample_seed(seed, j), top)
-            for j in range(n)]
+    return sample_rows(prompt_ids, n, max_tokens, temperature, _stop_list(body), seed, top)
 
 
 def _sse(payload: Any) -> str:

@@ -44,6 +44,18 @@ class Result:
     finish_reason: str = "length"
 
 
+def sample_seed(seed: int | None, index: int) -> int | None:
+    """The seed of sample ``index`` of a call seeded ``seed`` (None stays None: OS entropy)."""
+    return None if seed is None else (int(seed) * 1_000_003 + index) % (1 << 63)
+
+
+def sample_rows(prompt_ids: list[int], n: int, max_tokens: int, temperature: float, stop: Sequence[str] = (),
+                seed: int | None = None, top_logprobs: int = 0) -> list[Row]:
+    """The ``n`` rows that sample ``n`` completions of one prompt, sample ``j`` seeded from
+    ``seed`` and ``j``: a seeded answer is the same whatever else shares its batch."""
+    return [Row(prompt_ids, max_tokens, temperature, tuple(stop), sample_seed(seed, j), top_logprobs) for j in range(n)]
+
+
 def generator_for(seed: int | None, device: str = "cpu"):
     """A private torch generator: seeded, or from the OS's entropy."""
     import torch

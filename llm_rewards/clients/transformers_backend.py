@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .base import LLMClient, Prompt, check_sampling, render_prompt
-from .decoding import Result, Row, decode
+from .decoding import Result, Row, decode, sample_rows
 
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_NAME = "SmolLM2-135M-Instruct"
@@ -72,11 +72,6 @@ def _dequantized_default() -> Path:
     return target
 
 
-def sample_seed(seed: int | None, index: int) -> int | None:
-    """The seed of sample ``index`` of a call seeded ``seed`` (None stays None: OS entropy)."""
-    return None if seed is None else (int(seed) * 1_000_003 + index) % (1 << 63)
-
-
 class TransformersClient(LLMClient):
     """A local causal LM through transformers: batched generation and one-pass batched scoring."""
 
@@ -115,8 +110,8 @@ class TransformersClient(LLMClient):
     def completions(self, prompts: Sequence[Prompt], *, max_tokens: int = 64, temperature: float = 0.0, n: int = 1,
                     stop: Sequence[str] | None = None, seed: int | None = None, top_logprobs: int = 0) -> list[list[Result]]:
         check_sampling(max_tokens, temperature, n)
-        rows = [Row(ids, max_tokens, temperature, tuple(stop or ()), sample_seed(seed, j), top_logprobs)
-                for ids in self.encode(prompts) for j in range(n)]
+        rows = [row for ids in self.encode(prompts)
+                for row in sample_rows(ids, n, max_tokens, temperature, stop or (), seed, top_logprobs)]
         results = self.decode(rows)
         return [results[i * n:(i + 1) * n] for i in range(len(prompts))]
 
