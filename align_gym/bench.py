@@ -30,7 +30,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from .cell import Cell, algorithm_module, run_cell
+from .cell import Cell, algorithm_module, missing_agent, run_cell
 from .hyperparams import BENCH_FIRST_SEED, hyperparams_for
 from .wrappers.registry import check_spec, is_invariant, split_specs
 
@@ -89,7 +89,7 @@ def check_agent(agent: str) -> None:
     """ValueError for an unknown agent, ImportError naming the extra for a missing library."""
     module, _ = algorithm_module(agent)
     if importlib.util.find_spec(module) is None:
-        raise ImportError(f"agent {agent!r} needs {module}: pip install 'align-gym[contrib]'")
+        raise missing_agent(agent, module)
 
 
 def validate_grid(grid: Grid) -> None:

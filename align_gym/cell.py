@@ -86,12 +86,16 @@ def algorithm_module(name: str) -> tuple[str, str]:
     return module_name, class_name
 
 
+def missing_agent(name: str, module: str) -> ImportError:
+    return ImportError(f"agent {name!r} needs {module}: pip install 'align-gym[contrib]'")
+
+
 def load_algorithm(name: str):
     module_name, class_name = algorithm_module(name)
     try:
         module = __import__(module_name, fromlist=[class_name])
     except ImportError as error:
-        raise ImportError(f"agent {name!r} needs {module_name}: pip install 'align-gym[contrib]'") from error
+        raise missing_agent(name, module_name) from error
     return getattr(module, class_name)
 
 
