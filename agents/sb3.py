@@ -34,6 +34,16 @@ from ..wrappers.registry import shape_vec_env
 from ..wrappers.terms import EPISODE_SUMMARY
 
 
+def policy_for(env: gym.Env | VecEnv) -> str:
+    """The SB3 policy name that fits ``env``'s observations: ``MultiInputPolicy`` for dict
+    observations (the MiniHack tasks), ``MlpPolicy`` otherwise.
+
+    >>> policy_for(make_vec_env("Align/KeyDoor-5x5-v0", n_envs=1))
+    'MlpPolicy'
+    """
+    return "MultiInputPolicy" if isinstance(env.observation_space, gym.spaces.Dict) else "MlpPolicy"
+
+
 def env_seeds(seed: int | np.random.SeedSequence, n: int) -> list[int]:
     """``n`` seeds drawn from ``SeedSequence(seed)``: the sub-env seeds of a run seeded ``seed``.
 
@@ -186,6 +196,13 @@ class Evaluation:
     mean_length: float
 
 
+def stack(observations: list[Any]) -> Any:
+    """One batch from single observations (a dict of arrays for dict observations)."""
+    if isinstance(observations[0], dict):
+        return {key: np.stack([o[key] for o in observations]) for key in observations[0]}
+    return np.stack(observations)
+
+
 def evaluate(model: BaseAlgorithm, env_id: str, n_episodes: int = 10, seed: int | np.random.SeedSequence = 10_000,
              deterministic: bool = True, env_kwargs: dict[str, Any] | None = None) -> Evaluation:
     """Run ``n_episodes`` on fresh, unshaped copies of ``env_id`` and score them by the task reward.
@@ -203,7 +220,7 @@ def evaluate(model: BaseAlgorithm, env_id: str, n_episodes: int = 10, seed: int 
     masked = hasattr(envs[0].unwrapped, "action_masks") and "action_masks" in inspect.signature(model.predict).parameters
     while running:
         kwargs = {"action_masks": np.stack([envs[k].unwrapped.action_masks() for k in running])} if masked else {}
-        actions, _ = model.predict(np.stack([obs[k] for k in running]), deterministic=deterministic, **kwargs)
+        actions, _ = model.predict(stack([obs[k] for k in running]), deterministic=deterministic, **kwargs)
         still_running = []
         for k, action in zip(running, actions):
             obs[k], reward, terminated, truncated, info = envs[k].step(action)

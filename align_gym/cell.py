@@ -108,7 +108,7 @@ def run_cell(cell: Cell, on_row: Callable[[dict[str, Any]], None] | None = None)
     """
     import torch
 
-    from .agents.sb3 import RewardTermsCallback, TaskEvalCallback, make_vec_env
+    from .agents.sb3 import RewardTermsCallback, TaskEvalCallback, make_vec_env, policy_for
     from .wrappers.core import offline_steps
 
     torch.set_num_threads(1)  # cells run side by side, one core each
@@ -118,7 +118,7 @@ def run_cell(cell: Cell, on_row: Callable[[dict[str, Any]], None] | None = None)
     hyper = dict(cell.hyperparams)
     gamma = hyper.setdefault("gamma", 0.99)  # one gamma for the agent and the shaping
     venv = make_vec_env(cell.env_id, n_envs=cell.n_envs, shaping=cell.shaping, gamma=gamma, seed=seeds.train)
-    model = load_algorithm(cell.agent)("MlpPolicy", venv, seed=seeds.agent, device="cpu", verbose=0, **hyper)
+    model = load_algorithm(cell.agent)(policy_for(venv), venv, seed=seeds.agent, device="cpu", verbose=0, **hyper)
     terms = RewardTermsCallback()
     definition = cell.definition()
 

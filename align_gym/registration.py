@@ -14,6 +14,9 @@ ENV_TABLE: dict[str, tuple[str, dict]] = {
     "Align/MountainCarSparseContinuous-v0": ("align_gym.envs.mountaincar:MountainCarSparseEnv", {"continuous": True}),
     "Align/PointMaze-v0": ("align_gym.envs.pointmaze:PointMazeEnv", {}),
     "Align/DeepSea-v0": ("align_gym.envs.deepsea:DeepSeaEnv", {"size": 10}),
+    # MiniHack (the [minihack] extra): the adapter gives them the task contract.
+    **{f"Align/MiniHack-{name}-v0": ("align_gym.envs.minihack:MiniHackEnv", {"name": name})
+       for name in ("Room-5x5", "Room-15x15", "KeyRoom-S5", "MazeWalk-9x9", "River")},
 }
 
 
@@ -28,8 +31,8 @@ def register_envs() -> None:
 def list_envs() -> dict[str, str]:
     """Every registered Align id with its task in one line."""
     out = {}
-    for env_id, (entry_point, _) in ENV_TABLE.items():
+    for env_id, (entry_point, kwargs) in ENV_TABLE.items():
         module_name, _, class_name = entry_point.partition(":")
         module = __import__(module_name, fromlist=[class_name])
-        out[env_id] = getattr(module, class_name).task
+        out[env_id] = getattr(module, class_name).task_of(**kwargs)
     return out

@@ -29,6 +29,11 @@ class AlignEnv(gym.Env):
     state_schema: ClassVar[dict[str, str]] = {}
     potentials: ClassVar[dict[str, Potential]] = {}
 
+    @classmethod
+    def task_of(cls, **kwargs: Any) -> str:
+        """The task in words for an env made with ``kwargs`` (without making it)."""
+        return cls.task
+
     def state_dict(self) -> State:
         """The symbolic state: one entry per key of ``state_schema``."""
         raise NotImplementedError

@@ -8,7 +8,8 @@ import pytest
 MODULES = [
     "align_gym", "align_gym.wrappers.core", "align_gym.wrappers.potential", "align_gym.wrappers.vector",
     "align_gym.wrappers.sb3", "align_gym.wrappers.intrinsic", "align_gym.wrappers.count", "align_gym.wrappers.registry", "align_gym.agents.sb3", "align_gym.envs.keydoor",
-    "align_gym.envs.mountaincar", "align_gym.envs.pointmaze", "align_gym.envs.deepsea",
+    "align_gym.envs.mountaincar", "align_gym.envs.pointmaze", "align_gym.envs.deepsea", "align_gym.envs.minihack",
+    "align_gym.wrappers.nets",
     "align_gym.llm_rewards.annotator", "align_gym.llm_rewards.labeller", "align_gym.llm_rewards.judge_check", "align_gym.llm_rewards.cache", "align_gym.llm_rewards.parsing",
     "align_gym.llm_rewards.prompts", "align_gym.llm_rewards.sandbox",
 ]

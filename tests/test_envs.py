@@ -15,17 +15,21 @@ from align_gym import ENV_TABLE
 ENV_IDS = list(ENV_TABLE)
 
 
+def as_list(obs):
+    return {key: value.tolist() for key, value in obs.items()} if isinstance(obs, dict) else obs.tolist()
+
+
 def rollout(env_id: str, seed: int, steps: int = 300):
     env = gym.make(env_id)
     env.action_space.seed(seed)
     obs, info = env.reset(seed=seed)
-    trace = [(obs.tolist(), 0.0, info["caption"])]
+    trace = [(as_list(obs), 0.0, info["caption"])]
     for _ in range(steps):
         obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
-        trace.append((obs.tolist(), reward, info["caption"]))
+        trace.append((as_list(obs), reward, info["caption"]))
         if terminated or truncated:
             obs, info = env.reset()
-            trace.append((obs.tolist(), 0.0, info["caption"]))
+            trace.append((as_list(obs), 0.0, info["caption"]))
     return trace
 
 

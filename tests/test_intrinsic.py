@@ -22,6 +22,7 @@ from align_gym.wrappers import (
 from align_gym.wrappers.e3b import E3BBonus
 from align_gym.wrappers.rnd import RNDBonus
 
+BOX10 = gym.spaces.Box(-np.inf, np.inf, shape=(10,), dtype=np.float32)
 PICKUP = 4  # on KeyDoor, picking up with no key underfoot changes nothing: the same state again
 
 
@@ -48,7 +49,7 @@ def test_rnd_error_falls_on_seen_observations_not_on_new_ones():
     rng = np.random.default_rng(0)
     seen = rng.normal(0.0, 1.0, size=(512, 10)).astype(np.float32)
     new = rng.normal(2.0, 1.0, size=(256, 10)).astype(np.float32)
-    rnd = RNDBonus(10, warmup=0, proportion=1.0, epochs=10, lr=1e-3, seed=0)
+    rnd = RNDBonus(BOX10, warmup=0, proportion=1.0, epochs=10, lr=1e-3, seed=0)
     rnd.obs_moments.update(seen)
     before_seen, before_new = rnd.errors(seen).mean(), rnd.errors(new).mean()
     for _ in range(20):
@@ -58,13 +59,13 @@ def test_rnd_error_falls_on_seen_observations_not_on_new_ones():
     assert after_new > 5 * after_seen  # unfamiliar ones stay several times more surprising
     assert before_new > before_seen
     # the bonus is the error over a running std of intrinsic returns, after the warm-up
-    fresh = RNDBonus(10, warmup=4, seed=1)
+    fresh = RNDBonus(BOX10, warmup=4, seed=1)
     assert list(fresh.reward(batch_of(list(seen[:4])))) == [0.0] * 4
     assert (fresh.reward(batch_of(list(new[:8]), episode_ids=range(8))) > 0).all()
 
 
 def test_e3b_bonus_shrinks_for_repeats_and_resets_each_episode():
-    e3b = E3BBonus(obs_size=10, n_actions=4, seed=0)
+    e3b = E3BBonus(BOX10, n_actions=4, seed=0)
     obs = [np.ones(10, np.float32)]
     e3b.start_episodes(EpisodeStarts([0], obs, [""], [{}]))
     bonuses = [float(e3b.reward(batch_of(obs, [0]))[0]) for _ in range(5)]

@@ -9,7 +9,7 @@ from stable_baselines3 import A2C, DQN, PPO, SAC
 from stable_baselines3.common.logger import configure
 
 from align_gym import ENV_TABLE
-from align_gym.agents import RewardTermsCallback, evaluate, make_vec_env
+from align_gym.agents import RewardTermsCallback, evaluate, make_vec_env, policy_for
 from align_gym.cell import Cell, run_cell
 
 
@@ -23,7 +23,7 @@ def test_plain_sb3_algorithms_run_with_shaping(env_id):
     for algorithm in algorithms_for(env_id):
         venv = make_vec_env(env_id, n_envs=2, shaping="pbrs(potential=reference)", gamma=0.95, seed=0)
         extra = {"learning_starts": 32, "batch_size": 32} if algorithm in (DQN, SAC) else {}
-        model = algorithm("MlpPolicy", venv, gamma=0.95, seed=0, device="cpu", **extra)
+        model = algorithm(policy_for(venv), venv, gamma=0.95, seed=0, device="cpu", **extra)
         model.learn(128)
         assert model.num_timesteps >= 128
 

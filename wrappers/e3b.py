@@ -20,8 +20,7 @@ from typing import Any
 import numpy as np
 
 from .core import EpisodeStarts, RewardModule, TransitionBatch
-from .nets import seeded_init
-from .rnd import flat, obs_size
+from .nets import FlatObservations, observation_space, seeded_init
 
 
 class E3BBonus(RewardModule):
@@ -30,14 +29,15 @@ class E3BBonus(RewardModule):
     invariant = False
     needs = frozenset({"obs", "actions", "next_obs", "episode_ids", "terminated", "truncated"})
 
-    def __init__(self, obs_size: int, n_actions: int | None, action_size: int = 1, latent: int = 128,
+    def __init__(self, space: Any, n_actions: int | None, action_size: int = 1, latent: int = 128,
                  hidden: int = 256, ridge: float = 0.1, lr: float = 1e-3, batch_size: int = 256, epochs: int = 1,
                  update_every: int = 1024, seed: int = 0, name: str = "e3b"):
         import torch
 
         self.name, self.update_every, self.ridge = name, update_every, ridge
         self.n_actions, self.batch_size, self.epochs, self.latent = n_actions, batch_size, epochs, latent
-        self.phi = seeded_init(torch.nn.Sequential(torch.nn.Linear(obs_size, hidden), torch.nn.ReLU(),
+        self.flat = FlatObservations(space)
+        self.phi = seeded_init(torch.nn.Sequential(torch.nn.Linear(self.flat.size, hidden), torch.nn.ReLU(),
                                                    torch.nn.Linear(hidden, latent)), seed)
         outputs = n_actions if n_actions is not None else action_size
         self.inverse = seeded_init(torch.nn.Sequential(torch.nn.Linear(2 * latent, hidden), torch.nn.ReLU(),
@@ -50,7 +50,7 @@ class E3BBonus(RewardModule):
         import torch
 
         with torch.no_grad():
-            return self.phi(torch.from_numpy(flat(observations))).numpy().astype(np.float64)
+            return self.phi(torch.from_numpy(self.flat(observations))).numpy().astype(np.float64)
 
     def reward(self, batch: TransitionBatch) -> np.ndarray:
         embeddings = self.embed(batch.next_obs)
@@ -76,7 +76,7 @@ class E3BBonus(RewardModule):
     def update(self, batch: TransitionBatch) -> dict[str, float]:
         import torch
 
-        obs, next_obs = torch.from_numpy(flat(batch.obs)), torch.from_numpy(flat(batch.next_obs))
+        obs, next_obs = torch.from_numpy(self.flat(batch.obs)), torch.from_numpy(self.flat(batch.next_obs))
         actions = np.asarray(batch.actions)
         target = (torch.as_tensor(actions.astype(np.int64).ravel()) if self.n_actions is not None
                   else torch.as_tensor(actions.astype(np.float32).reshape(len(actions), -1)))
@@ -114,5 +114,5 @@ def make_e3b(env: Any, gamma: float, coef: float = 0.01, decay: float = 0.0, nor
     space = getattr(env, "single_action_space", None) or env.action_space
     n_actions = int(space.n) if hasattr(space, "n") else None
     action_size = 1 if n_actions is not None else int(np.prod(space.shape))
-    bonus = E3BBonus(obs_size(env), n_actions, action_size, seed=seed, name=name, **settings)
+    bonus = E3BBonus(observation_space(env), n_actions, action_size, seed=seed, name=name, **settings)
     return make_intrinsic(bonus, coef, decay, normalize, name)

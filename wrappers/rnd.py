@@ -29,14 +29,7 @@ import numpy as np
 
 from .core import RewardModule, TransitionBatch
 from .intrinsic import RunningStd
-from .nets import seeded_init
-
-
-def flat(observations: Any) -> np.ndarray:
-    """Observations as one float32 matrix (dict observations concatenated by key)."""
-    rows = [np.concatenate([np.asarray(o[k], np.float32).ravel() for k in sorted(o)]) if isinstance(o, dict)
-            else np.asarray(o, np.float32).ravel() for o in observations]
-    return np.stack(rows)
+from .nets import FlatObservations, observation_space, seeded_init
 
 
 class RunningMoments:
@@ -62,7 +55,7 @@ class RNDBonus(RewardModule):
     invariant = False
     needs = frozenset({"next_obs", "episode_ids", "terminated", "truncated"})
 
-    def __init__(self, obs_size: int, hidden: int = 256, latent: int = 128, lr: float = 1e-4,
+    def __init__(self, space: Any, hidden: int = 256, latent: int = 128, lr: float = 1e-4,
                  proportion: float = 0.25, epochs: int = 4, batch_size: int = 256, gamma_int: float = 0.99,
                  warmup: int = 1024, update_every: int = 1024, seed: int = 0, name: str = "rnd"):
         import torch
@@ -70,6 +63,9 @@ class RNDBonus(RewardModule):
         self.name, self.update_every = name, update_every
         self.proportion, self.epochs, self.batch_size = proportion, epochs, batch_size
         self.gamma_int, self.warmup = gamma_int, warmup
+        self.flat = FlatObservations(space)
+        obs_size = self.flat.size
+
         def mlp(net_seed: int) -> Any:  # orthogonal weights, gain sqrt(2), as the paper's code
             return seeded_init(torch.nn.Sequential(torch.nn.Linear(obs_size, hidden), torch.nn.ReLU(),
                                                    torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
@@ -89,14 +85,14 @@ class RNDBonus(RewardModule):
         """The raw prediction error of each observation."""
         import torch
 
-        x = torch.from_numpy(self.obs_moments.normalise(flat(observations)))
+        x = torch.from_numpy(self.obs_moments.normalise(self.flat(observations)))
         with torch.no_grad():
             return ((self.predictor(x) - self.target(x)) ** 2).mean(-1).numpy().astype(np.float64)
 
     def reward(self, batch: TransitionBatch) -> np.ndarray:
         if self.seen < self.warmup:  # still seeding the observation statistics
             self.seen += len(batch)
-            self.obs_moments.update(flat(batch.next_obs))
+            self.obs_moments.update(self.flat(batch.next_obs))
             return np.zeros(len(batch))
         raw = self.errors(batch.next_obs)
         # The running std of discounted intrinsic returns (per episode), updated as they come.
@@ -114,7 +110,7 @@ class RNDBonus(RewardModule):
     def update(self, batch: TransitionBatch) -> dict[str, float]:
         import torch
 
-        x = flat(batch.next_obs)
+        x = self.flat(batch.next_obs)
         self.obs_moments.update(x)
         x = torch.from_numpy(self.obs_moments.normalise(x))
         losses = []
@@ -145,17 +141,9 @@ class RNDBonus(RewardModule):
         self.seen = state["seen"]
 
 
-def obs_size(env: Any) -> int:
-    """The flattened size of an env's (or vector env's) single observation."""
-    space = getattr(env, "single_observation_space", None) or env.observation_space
-    if hasattr(space, "spaces") and isinstance(space.spaces, dict):
-        return int(sum(np.prod(s.shape) for s in space.spaces.values()))
-    return int(np.prod(space.shape))
-
-
 def make_rnd(env: Any, gamma: float, coef: float = 0.5, decay: float = 0.0, normalize: bool = False, seed: int = 0,
              name: str = "rnd", **settings: Any):
     """The ``rnd`` shaping for ``env`` (settings as :class:`RNDBonus` takes them)."""
     from .intrinsic import make_intrinsic
 
-    return make_intrinsic(RNDBonus(obs_size(env), seed=seed, name=name, **settings), coef, decay, normalize, name)
+    return make_intrinsic(RNDBonus(observation_space(env), seed=seed, name=name, **settings), coef, decay, normalize, name)

@@ -1,0 +1,274 @@
+"""MiniHack tasks (Samvelyan et al. 2021) under the Align task contract.
+
+:class:`MiniHackEnv` wraps one MiniHack env (the ``[minihack]`` extra: ``pip install
+"align-gym[minihack]"``) and adds what every Align env offers:
+
+- a caption: the NetHack message of this step, then what stands next to the agent in words
+  ("Next to you: a closed door (east), water (south).");
+- the task in words, per task;
+- a symbolic state read from the map and the inventory: position, whether a key is held, what is
+  adjacent, and the distance to the staircase, the key and a closed door when they are in sight;
+- success from NetHack's end status (reaching the staircase down), death as a failed end, and
+  MiniHack's step limit as a truncation (MiniHack itself reports it as a termination, which would
+  make value bootstrapping wrong at the cut);
+- an observation SB3's ``MultiInputPolicy`` takes: ``crop``, the 9x9 map around the agent as one
+  of :data:`N_CLASSES` symbol classes per cell (SB3 one-hot encodes a ``MultiDiscrete``), and
+  ``stats``, the agent's position in the map and whether it holds a key, in [0, 1].
+
+Seeding: NetHack ignores gymnasium's seed, so each reset draws NetHack's core, display and
+level-generator seeds from the env's own generator (``self.np_random``): the same seed and
+actions give the same episodes. Rooms 5x5 and 15x15 are fixed layouts in MiniHack (start
+top-left, staircase bottom-right); the other tasks draw a new layout per episode.
+
+>>> import gymnasium as gym, align_gym
+>>> env = gym.make("Align/MiniHack-Room-5x5-v0")
+>>> obs, info = env.reset(seed=0)
+>>> sorted(obs), info["state"]["stairs_dist"]
+(['crop', 'stats'], 4)
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from .core import AlignEnv, State
+
+# Align task name -> (MiniHack id, the task in words).
+TASKS: dict[str, tuple[str, str]] = {
+    "Room-5x5": ("MiniHack-Room-5x5-v0",
+                 "Walk to the staircase down (>) in the corner of a small lit room."),
+    "Room-15x15": ("MiniHack-Room-15x15-v0",
+                   "Walk to the staircase down (>) across a large lit room."),
+    "KeyRoom-S5": ("MiniHack-KeyRoom-S5-v0",
+                   "Find the key and pick it up, unlock the locked door of the inner room with it "
+                   "(apply the key next to the door), then walk to the staircase down (>) inside."),
+    "MazeWalk-9x9": ("MiniHack-MazeWalk-9x9-v0",
+                     "Find your way through a dark maze to the staircase down (>)."),
+    "River": ("MiniHack-River-v0",
+              "Cross the river to reach the staircase down (>): you cannot swim, so push "
+              "boulders (`) into the water to build a path."),
+}
+
+# Map symbols -> classes, the observation's vocabulary (and, for the notable ones, their names).
+_CLASS_CHARS = [
+    " ",            # 0: not seen (dark or unexplored)
+    ".",            # 1: floor or doorway
+    "#",            # 2: corridor, tree or sink
+    "|-",           # 3: wall or open door
+    "+",            # 4: closed door (or a spellbook)
+    ">",            # 5: staircase down
+    "<",            # 6: staircase up
+    "@",            # 7: the agent or a human
+    "}",            # 8: water or lava
+    "`0",           # 9: boulder
+    "(",            # 10: tool (a key is one)
+    ")[%?/=!\"*$",  # 11: other object
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ&';:",  # 12: monster
+]
+N_CLASSES = len(_CLASS_CHARS) + 1  # the last class: any other symbol (trap, fountain, altar...)
+_CLASS_OF = np.full(256, N_CLASSES - 1, dtype=np.int64)
+for _cls, _chars in enumerate(_CLASS_CHARS):
+    for _char in _chars:
+        _CLASS_OF[ord(_char)] = _cls
+_NOTABLE = {4: "a closed door", 5: "the staircase down", 6: "the staircase up", 8: "water",
+            9: "a boulder", 10: "a tool", 11: "an object", 12: "a monster", N_CLASSES - 1: "something"}
+# (row offset, column offset) -> compass name, in NetHack's order.
+_DIRECTIONS = {(-1, 0): "north", (-1, 1): "north-east", (0, 1): "east", (1, 1): "south-east",
+               (1, 0): "south", (1, -1): "south-west", (0, -1): "west", (-1, -1): "north-west"}
+CROP = 9
+FAR = 40  # distances are capped here in the potentials (the map is 79 x 21)
+_ABORTED, _SUCCESS = -1, 2  # NetHack end statuses
+
+
+def reference_potential(state: State) -> float:
+    """Task progress in [0, 1]: stage (key, door, staircase) plus closeness to the stage's target.
+
+    Tasks without a key start at the staircase stage. A target out of sight counts as far away.
+    """
+    if state["key_dist"] >= 0 and not state["holds_key"]:
+        stage, dist = 0, state["key_dist"]
+    elif state["holds_key"] and state["door_dist"] >= 0:
+        stage, dist = 1, state["door_dist"]
+    else:
+        stage, dist = 2, state["stairs_dist"] if state["stairs_dist"] >= 0 else FAR
+    return (stage + 1.0 - min(dist / FAR, 1.0)) / 3.0
+
+
+def distance_potential(state: State) -> float:
+    """Minus the (king-move) distance to the staircase when in sight, -1 when not."""
+    return -min(state["stairs_dist"] / FAR, 1.0) if state["stairs_dist"] >= 0 else -1.0
+
+
+def _chebyshev(grid: np.ndarray, char: str, y: int, x: int) -> int:
+    ys, xs = np.nonzero(grid == ord(char))
+    if len(ys) == 0:
+        return -1
+    return int(np.min(np.maximum(np.abs(ys - y), np.abs(xs - x))))
+
+
+def _text(row: np.ndarray) -> str:
+    return bytes(row).decode("latin-1").split("\x00", 1)[0].strip()
+
+
+class MiniHackEnv(AlignEnv):
+    """A MiniHack task with a caption, a symbolic state and a policy-ready observation.
+
+    Args:
+        name: a key of :data:`TASKS` (``"KeyRoom-S5"``...).
+        max_steps: the step limit (MiniHack's own by default: 100 for Room-5x5, 200 for
+            KeyRoom-S5 and MazeWalk-9x9, 300 for Room-15x15, 350 for River).
+        render_mode: ``None`` or ``"ansi"`` (the map as text).
+    """
+
+    task = "Reach the staircase down in a MiniHack level."  # each instance states its own task
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    state_schema = {
+        "x": "the agent's column in the 79 x 21 map",
+        "y": "the agent's row in the map",
+        "holds_key": "whether a key is in the inventory",
+        "stairs_dist": "king-move distance to the staircase down, -1 when not in sight",
+        "key_dist": "king-move distance to a tool on the map (the key), -1 when none is in sight",
+        "door_dist": "king-move distance to a closed door, -1 when none is in sight",
+        "adjacent": "what stands next to the agent, with directions ('' for floor and walls)",
+        "steps": "steps taken in this episode",
+    }
+    potentials = {"reference": reference_potential, "distance": distance_potential}
+
+    @classmethod
+    def task_of(cls, name: str = "Room-5x5", **_: Any) -> str:
+        """The task in words for ``name`` (what :func:`align_gym.list_envs` prints)."""
+        return TASKS[name][1]
+
+    def __init__(self, name: str = "Room-5x5", max_steps: int | None = None,
+                 render_mode: str | None = None):
+        if name not in TASKS:
+            raise ValueError(f"unknown MiniHack task {name!r}; choose one of {sorted(TASKS)}")
+        if render_mode not in (None, "ansi"):
+            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        try:
+            import gymnasium as gym
+            with warnings.catch_warnings():  # minihack imports the deprecated pkg_resources
+                warnings.simplefilter("ignore", UserWarning)
+                import minihack  # noqa: F401  (registers the MiniHack- ids)
+        except ImportError as error:
+            raise ImportError('MiniHack tasks need the extra: pip install "align-gym[minihack]"'
+                              f" ({error})") from error
+        self.name = name
+        self.task = TASKS[name][1]
+        self.render_mode = render_mode
+        self._game = gym.make(TASKS[name][0], observation_keys=("chars", "message", "inv_strs", "blstats"),
+                              penalty_step=0.0).unwrapped
+        self.max_steps = int(max_steps or self._game._max_episode_steps)
+        # MiniHack's own limit sits above ours so that the cut is always ours (a truncation).
+        self._game._max_episode_steps = self.max_steps + 1
+        self.action_space = spaces.Discrete(len(self._game.actions))
+        self.observation_space = spaces.Dict({
+            "crop": spaces.MultiDiscrete(np.full(CROP * CROP, N_CLASSES)),
+            "stats": spaces.Box(0.0, 1.0, shape=(3,), dtype=np.float32),
+        })
+        self._raw: dict[str, np.ndarray] = {}
+        self._steps = 0
+
+    # -- reading the game ------------------------------------------------------------------
+    def _position(self) -> tuple[int, int]:
+        x, y = self._raw["blstats"][:2]
+        return int(x), int(y)
+
+    def _holds_key(self) -> bool:
+        return any("key" in _text(row) for row in self._raw["inv_strs"])
+
+    def _crop(self) -> np.ndarray:
+        x, y = self._position()
+        padded = np.pad(self._raw["chars"], CROP // 2, constant_values=ord(" "))
+        return padded[y:y + CROP, x:x + CROP]
+
+    def _adjacent(self) -> str:
+        crop, mid = self._crop(), CROP // 2
+        things: dict[str, list[str]] = {}
+        for (dy, dx), direction in _DIRECTIONS.items():
+            name = _NOTABLE.get(int(_CLASS_OF[crop[mid + dy, mid + dx]]))
+            if name:
+                things.setdefault(name, []).append(direction)
+        return ", ".join(f"{name} ({', '.join(where)})" for name, where in things.items())
+
+    def state_dict(self) -> State:
+        x, y = self._position()
+        grid = self._raw["chars"]
+        return {
+            "x": x, "y": y, "holds_key": self._holds_key(),
+            "stairs_dist": _chebyshev(grid, ">", y, x),
+            "key_dist": _chebyshev(grid, "(", y, x),
+            "door_dist": _chebyshev(grid, "+", y, x),
+            "adjacent": self._adjacent(), "steps": self._steps,
+        }
+
+    def _caption(self, state: State) -> str:
+        message = _text(self._raw["message"])
+        around = f"Next to you: {state['adjacent']}." if state["adjacent"] else "Nothing of note is next to you."
+        return f"{message} {around}" if message else around
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        x, y = self._position()
+        stats = np.array([x / 78.0, y / 20.0, float(self._holds_key())], dtype=np.float32)
+        return {"crop": _CLASS_OF[self._crop()].reshape(-1), "stats": stats}
+
+    def _read(self, raw: dict[str, np.ndarray], success: bool | None = None):
+        self._raw = {key: value.copy() for key, value in raw.items()}  # NLE reuses its arrays
+        state = self.state_dict()
+        info: dict[str, Any] = {"caption": self._caption(state), "state": state}
+        if success is not None:
+            info["success"] = success
+        return self._observation(), info
+
+    # -- the gymnasium API -----------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        core, disp, lgen = (int(s) for s in self.np_random.integers(1, 2**31 - 1, size=3))
+        self._game.seed(core, disp, reseed=False, lgen=lgen)
+        raw, _ = self._game.reset()
+        self._steps = 0
+        return self._read(raw)
+
+    def step(self, action):
+        if not (isinstance(action, (int, np.integer)) or (np.ndim(action) == 0 and float(action).is_integer())) \
+                or not 0 <= int(action) < self.action_space.n:
+            raise ValueError(f"invalid action {action!r}: expected an int in [0, {self.action_space.n})")
+        raw, reward, done, _, game_info = self._game.step(int(action))
+        self._steps += 1
+        status = int(game_info.get("end_status", 0))
+        terminated = bool(done) and status != _ABORTED
+        truncated = not terminated and (bool(done) or self._steps >= self.max_steps)
+        success = status == _SUCCESS if terminated else (False if truncated else None)
+        if done and not raw["chars"].any():
+            raw = self._final_frame(success=status == _SUCCESS)
+        obs, info = self._read(raw, success)
+        return obs, float(reward), terminated, truncated, info
+
+    def _final_frame(self, success: bool) -> dict[str, np.ndarray]:
+        """The last frame, rebuilt: NetHack shows a blank screen once the game is over.
+
+        On success the agent stands on the staircase; on death it stays where it was.
+        """
+        frame = {key: value.copy() for key, value in self._raw.items()}
+        frame["message"][:] = 0
+        text = b"You reach the staircase down." if success else b"You die."
+        frame["message"][:len(text)] = np.frombuffer(text, dtype=np.uint8)
+        stairs = np.argwhere(frame["chars"] == ord(">"))
+        if success and len(stairs):
+            x, y = self._position()
+            frame["chars"][y, x] = ord(".")
+            frame["blstats"][1], frame["blstats"][0] = stairs[0]
+        return frame
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        lines = (bytes(row).decode("latin-1").rstrip() for row in self._raw["chars"])
+        return "\n".join(line for line in lines if line)
+
+    def close(self) -> None:
+        self._game.close()
