@@ -14,6 +14,12 @@ ENV_TABLE: dict[str, tuple[str, dict]] = {
     "Align/MountainCarSparseContinuous-v0": ("align_gym.envs.mountaincar:MountainCarSparseEnv", {"continuous": True}),
     "Align/PointMaze-v0": ("align_gym.envs.pointmaze:PointMazeEnv", {}),
     "Align/DeepSea-v0": ("align_gym.envs.deepsea:DeepSeaEnv", {"size": 10}),
+    **{f"Align/TextQuest-{level}-v0": ("align_gym.envs.text.textquest:TextQuestEnv", {"difficulty": level})
+       for level in ("easy", "medium", "hard")},
+    "Align/TextQuest-v0": ("align_gym.envs.text.textquest:TextQuestEnv", {"difficulty": "medium"}),  # = medium
+    # The same dynamics for SB3: vector observations, a Discrete action, action_masks().
+    **{f"Align/TextQuest-{level}-Choice-v0": ("align_gym.choice:ChoiceEnv", {"text_env": f"Align/TextQuest-{level}-v0"})
+       for level in ("easy", "medium", "hard")},
     # MiniHack (the [minihack] extra): the adapter gives them the task contract.
     **{f"Align/MiniHack-{name}-v0": ("align_gym.envs.minihack:MiniHackEnv", {"name": name})
        for name in ("Room-5x5", "Room-15x15", "KeyRoom-S5", "MazeWalk-9x9", "River")},

@@ -4,7 +4,7 @@
 "align-gym[minihack]"``) and adds what every Align env offers:
 
 - a caption: the NetHack message of this step, then what stands next to the agent in words
-  ("Next to you: a closed door (east), water (south).");
+  ("Next to you: a closed door, water."; the directions are in the state);
 - the task in words, per task;
 - a symbolic state read from the map and the inventory: position, whether a key is held, what is
   adjacent, and the distance to the staircase, the key and a closed door when they are in sight;
@@ -186,14 +186,15 @@ class MiniHackEnv(AlignEnv):
         padded = np.pad(self._raw["chars"], CROP // 2, constant_values=ord(" "))
         return padded[y:y + CROP, x:x + CROP]
 
-    def _adjacent(self) -> str:
+    def _around(self) -> dict[str, list[str]]:
+        """The notable things next to the agent, each with its directions, in compass order."""
         crop, mid = self._crop(), CROP // 2
         things: dict[str, list[str]] = {}
         for (dy, dx), direction in _DIRECTIONS.items():
             name = _NOTABLE.get(int(_CLASS_OF[crop[mid + dy, mid + dx]]))
             if name:
                 things.setdefault(name, []).append(direction)
-        return ", ".join(f"{name} ({', '.join(where)})" for name, where in things.items())
+        return things
 
     def state_dict(self) -> State:
         x, y = self._position()
@@ -203,12 +204,15 @@ class MiniHackEnv(AlignEnv):
             "stairs_dist": _chebyshev(grid, ">", y, x),
             "key_dist": _chebyshev(grid, "(", y, x),
             "door_dist": _chebyshev(grid, "+", y, x),
-            "adjacent": self._adjacent(), "steps": self._steps,
+            "adjacent": ", ".join(f"{name} ({', '.join(where)})" for name, where in self._around().items()),
+            "steps": self._steps,
         }
 
-    def _caption(self, state: State) -> str:
-        message = _text(self._raw["message"])
-        around = f"Next to you: {state['adjacent']}." if state["adjacent"] else "Nothing of note is next to you."
+    def _caption(self) -> str:
+        # Things without their directions, as the captions of Crafter in ELLM's paper: a few
+        # hundred distinct captions per task rather than thousands.
+        message, things = _text(self._raw["message"]), sorted(self._around())
+        around = f"Next to you: {', '.join(things)}." if things else "Nothing of note is next to you."
         return f"{message} {around}" if message else around
 
     def _observation(self) -> dict[str, np.ndarray]:
@@ -219,7 +223,7 @@ class MiniHackEnv(AlignEnv):
     def _read(self, raw: dict[str, np.ndarray], success: bool | None = None):
         self._raw = {key: value.copy() for key, value in raw.items()}  # NLE reuses its arrays
         state = self.state_dict()
-        info: dict[str, Any] = {"caption": self._caption(state), "state": state}
+        info: dict[str, Any] = {"caption": self._caption(), "state": state}
         if success is not None:
             info["success"] = success
         return self._observation(), info

@@ -16,6 +16,8 @@ ENV_IDS = list(ENV_TABLE)
 
 
 def as_list(obs):
+    if isinstance(obs, str):
+        return obs
     return {key: value.tolist() for key, value in obs.items()} if isinstance(obs, dict) else obs.tolist()
 
 
@@ -36,7 +38,8 @@ def rollout(env_id: str, seed: int, steps: int = 300):
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_gymnasium_and_sb3_checkers_pass(env_id):
     gym_check_env(gym.make(env_id).unwrapped, skip_render_check=False)
-    sb3_check_env(gym.make(env_id).unwrapped, warn=True)
+    if not isinstance(gym.make(env_id).observation_space, gym.spaces.Text):  # SB3 takes the -Choice ids
+        sb3_check_env(gym.make(env_id).unwrapped, warn=True)
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)

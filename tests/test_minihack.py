@@ -23,7 +23,8 @@ def test_reaching_the_staircase_is_a_success_with_a_readable_last_step():
     for _ in range(3):
         _, reward, terminated, truncated, info = env.step(SOUTH_EAST)
         assert (reward, terminated, truncated) == (0.0, False, False) and "success" not in info
-    assert "the staircase down (south-east)" in info["caption"]
+    assert info["caption"] == "Next to you: the staircase down."
+    assert info["state"]["adjacent"] == "the staircase down (south-east)"
     _, reward, terminated, truncated, info = env.step(SOUTH_EAST)
     # NetHack blanks its screen when the game ends: the adapter rebuilds the last frame
     assert (reward, terminated, truncated, info["success"]) == (1.0, True, False, True)

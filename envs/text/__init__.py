@@ -1,0 +1,1 @@
+"""Text games: generated text adventures and the TextWorld adapter, under the text-task contract."""
