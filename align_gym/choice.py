@@ -6,7 +6,8 @@
   (hashing by default, ``encoder="minilm"`` for the embedded sentence encoder);
 - actions: ``Discrete`` over the text env's fixed command ``vocabulary()`` where it has one (the
   text games), else over ``slots`` slots filled each step from ``info["valid_actions"]`` in order
-  (the tool tasks, whose calls take free arguments);
+  (the tool tasks, whose calls take free arguments). In slot mode the encoded text ends with the
+  menu, one ``Option <k>: <call>`` line per slot, so the policy sees what each slot holds;
 - ``action_masks()``: which actions are admissible now, for sb3-contrib's ``MaskablePPO``.
   Without masks an agent may pick an inadmissible command: it changes nothing, as in the text env.
 
@@ -29,7 +30,7 @@ import numpy as np
 from gymnasium import spaces
 
 from .registration import ENV_TABLE
-from .wrappers.text import TextObservation
+from .wrappers.text import resolve_encoder
 
 
 def _text_env_class(text_env: str) -> Any:
@@ -52,8 +53,8 @@ class ChoiceEnv(gym.Env):
                  render_mode: str | None = None, **text_kwargs: Any):
         self.text_env = gym.make(text_env, render_mode=render_mode, **text_kwargs).unwrapped
         self.render_mode = render_mode
-        self._encoded = TextObservation(self.text_env, encoder)
-        self.observation_space = self._encoded.observation_space
+        self.encoder = resolve_encoder(encoder)
+        self.observation_space = spaces.Box(-1.0, 1.0, shape=(int(self.encoder.dimension),), dtype=np.float32)
         vocabulary = getattr(self.text_env, "vocabulary", None)
         self.commands: list[str] | None = list(vocabulary()) if vocabulary else None
         self.action_space = spaces.Discrete(len(self.commands) if self.commands else slots)
@@ -84,25 +85,30 @@ class ChoiceEnv(gym.Env):
     def action_masks(self) -> np.ndarray:
         """True for each admissible action now."""
         if self.commands is None:
-            return np.arange(self.action_space.n) < len(self._valid)
+            return np.arange(self.action_space.n) < min(len(self._valid), self.action_space.n)
         valid = set(self._valid)
         return np.array([c in valid for c in self.commands])
 
+    def _encode(self, text: str, info: dict[str, Any]) -> np.ndarray:
+        self._valid = list(info["valid_actions"])
+        if self.commands is None:  # slot mode: the policy must see what each slot holds
+            shown = self._valid[:self.action_space.n]
+            text = "\n".join([text] + [f"Option {k + 1}: {call}" for k, call in enumerate(shown)])
+        return np.clip(self.encoder.encode([text])[0], -1.0, 1.0).astype(np.float32)
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        obs, info = self._encoded.reset(seed=seed, options=options)
-        self._valid = info["valid_actions"]
-        return obs, info
+        text, info = self.text_env.reset(seed=seed, options=options)
+        return self._encode(text, info), info
 
     def step(self, action: Any):
         if not (isinstance(action, (int, np.integer)) or (np.ndim(action) == 0 and float(action).is_integer())) \
                 or not 0 <= int(action) < self.action_space.n:
             raise ValueError(f"invalid action {action!r}: expected an int in [0, {self.action_space.n})")
         command = self.command(int(action))
-        obs, reward, terminated, truncated, info = self._encoded.step(command)
-        self._valid = info["valid_actions"]
+        text, reward, terminated, truncated, info = self.text_env.step(command)
         info["command"] = command
-        return obs, reward, terminated, truncated, info
+        return self._encode(text, info), reward, terminated, truncated, info
 
     def render(self) -> str | None:
         return self.text_env.render()

@@ -70,3 +70,15 @@ def test_maskable_ppo_learns_the_easiest_quest_well_above_random():
     random = random_masked_success(env_id, n_episodes=200, seed=10_000)
     # Measured: learned 0.925, random 0.615 over these 200 episodes (seed 0; seeds 1 and 2 reach 0.92).
     assert learned >= random + 0.2, (learned, random)
+
+
+def test_tool_tasks_fill_slots_from_the_menu_and_show_it():
+    env = gym.make("Align/ToolCalc-Choice-v0").unwrapped
+    obs, info = env.reset(seed=0)
+    assert env.action_space.n == 16 and int(env.action_masks().sum()) == len(info["valid_actions"])
+    assert [env.command(k) for k in range(len(info["valid_actions"]))] == info["valid_actions"]
+    assert env.command(15) == ""  # an empty slot: masked, and refused if taken
+    solution = info["valid_actions"].index(info["state"]["reference_call"])
+    obs2, _, _, _, info = env.step(solution)
+    assert info["action_valid"] and info["state"]["steps_done"] == 1
+    assert not np.allclose(obs, obs2)  # new results and a new menu

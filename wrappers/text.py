@@ -23,7 +23,7 @@ ENCODERS: dict[str, str] = {
     "hashing": "align_gym.wrappers.text:HashingEncoder",
     "minilm": "align_gym.llm_rewards.encoder:shared_encoder",
 }
-_WORD = re.compile(r"[a-z0-9]+")
+_WORD = re.compile(r"[a-z0-9]+|[-+*/=<>]")  # words, numbers and the operators tool calls use
 
 
 class HashingEncoder:

@@ -1,0 +1,222 @@
+"""ToolCalc: multi-step arithmetic word problems, solved with a calculator tool.
+
+Each episode draws a word problem of ``steps`` arithmetic steps (a product first, then additions
+and subtractions, sometimes a fair share at the end). Every action is one JSON tool call:
+
+- ``{"name": "calculator", "arguments": {"expression": "17 * 24"}}``: numbers, ``+ - * /`` and
+  brackets; the result joins the observation;
+- ``{"name": "answer", "arguments": {"value": 91}}``: the final answer, which ends the episode.
+
+The reward is 1 for a correct final answer and 0 otherwise (``info["reward_parts"]["answer"]``
+on the answering step). Malformed calls and calculator errors are invalid actions: they change
+nothing and earn 0. ``info["valid_actions"]`` is a menu of well-formed calls for this state: the
+next step of the solution, the same numbers under other operators, and answers (the latest result
+and a number from the problem); any other well-formed call is allowed too.
+``info["state"]["reference_call"]`` is the next call of the solution (what ToolRL's reward
+compares against).
+
+>>> import gymnasium as gym, align_gym
+>>> env = gym.make("Align/ToolCalc-v0")
+>>> obs, info = env.reset(seed=0)
+>>> print(obs.splitlines()[0])  # doctest: +ELLIPSIS
+Problem: A garage has 10 teams with 11 pencils on each. Then 4 pencils are taken away. Then ...?
+>>> info["state"]["reference_call"] in info["valid_actions"]
+True
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+from typing import Any
+
+import numpy as np
+
+from ..core import State
+from ..text.core import Outcome, TextEnv
+from .calls import CallError, format_call, parse_call
+
+TOOLS = {"calculator": {"expression"}, "answer": {"value"}}
+PLACES = ("warehouse", "bakery", "library", "school", "farm", "toy shop", "garage", "museum")
+ITEMS = ("apples", "books", "bolts", "stamps", "marbles", "pencils", "tiles", "candles")
+GROUPS = ("shelves", "classes", "boxes", "teams", "shops", "families")
+_OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+SYMBOLS = ("+", "-", "*", "/")
+LIMIT = 1e12
+
+
+def calculate(expression: str) -> float:
+    """The value of an arithmetic expression (numbers, + - * /, brackets), safely.
+
+    >>> calculate("(17 * 24 - 135) / 3")
+    91.0
+    """
+    if len(expression) > 200:
+        raise CallError("The calculator takes expressions of at most 200 characters.")
+    try:
+        tree = ast.parse(expression.strip(), mode="eval")
+    except SyntaxError:
+        raise CallError(f"The calculator cannot read {expression[:40]!r}: use numbers, + - * / and brackets.") from None
+
+    def value(node: ast.AST) -> float:
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            if not abs(node.value) < LIMIT:
+                raise CallError("The calculator's numbers stop at a trillion.")
+            return float(node.value)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            return -value(node.operand) if isinstance(node.op, ast.USub) else value(node.operand)
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+            left, right = value(node.left), value(node.right)
+            if isinstance(node.op, ast.Div) and right == 0:
+                raise CallError("The calculator cannot divide by zero.")
+            result = _OPERATORS[type(node.op)](left, right)
+            if not abs(result) < LIMIT:
+                raise CallError("The calculator's numbers stop at a trillion.")
+            return result
+        raise CallError(f"The calculator cannot read {expression[:40]!r}: use numbers, + - * / and brackets.")
+
+    return value(tree.body)
+
+
+def show(number: float) -> int | float:
+    """A whole number as an int, others rounded to 6 decimals."""
+    return int(round(number)) if abs(number - round(number)) < 1e-9 else round(number, 6)
+
+
+def reference_potential(state: State) -> float:
+    """Progress in [0, 1]: the solution's steps whose results are known, then the answer."""
+    return (state["steps_done"] + float(state["answered"])) / (state["plan_steps"] + 1)
+
+
+def distance_potential(state: State) -> float:
+    """Minus the calls left in the solution (scaled to [-1, 0])."""
+    return reference_potential(state) - 1.0
+
+
+class ToolCalcEnv(TextEnv):
+    """An arithmetic word problem with a calculator tool; see the module docstring."""
+
+    task = "Solve the arithmetic word problem with the calculator tool, then answer with the number."
+    state_schema = {
+        "problem": "the problem's numbers and operations, e.g. '17*24-135/3'",
+        "computed": "the distinct results the calculator has returned, sorted",
+        "steps_done": "how many of the solution's steps, in order, have known results",
+        "plan_steps": "how many calculator steps the solution takes",
+        "reference_call": "the next call of the solution (JSON)",
+        "answered": "whether a correct answer was given",
+        "steps": "steps taken in this episode",
+    }
+    potentials = {"reference": reference_potential, "distance": distance_potential}
+    _shared_on_copy = TextEnv._shared_on_copy | {"plan", "problem", "answer"}
+
+    @classmethod
+    def task_of(cls, steps: int = 3, **_: Any) -> str:
+        return f"A {steps}-step arithmetic word problem, solved with a calculator tool and a final answer."
+
+    def __init__(self, steps: int = 3, max_steps: int | None = None, render_mode: str | None = None):
+        if not 1 <= steps <= 6:
+            raise ValueError(f"steps must be in [1, 6], got {steps}")
+        self.steps = steps
+        super().__init__(max_steps or 3 * steps + 3, render_mode)
+
+    def _new_episode(self, rng: np.random.Generator) -> str:
+        place, item, group = (str(rng.choice(pool)) for pool in (PLACES, ITEMS, GROUPS))
+        a, b = int(rng.integers(3, 30)), int(rng.integers(3, 30))
+        self.plan: list[tuple[float, str, float]] = [(a, "*", b)]  # (left, operator, right)
+        sentences = [f"A {place} has {a} {group} with {b} {item} on each."]
+        total = a * b
+        for index in range(1, self.steps):
+            last = index == self.steps - 1
+            divisors = [d for d in range(2, 10) if total % d == 0]
+            if last and divisors and rng.random() < 0.5:
+                d = int(rng.choice(divisors))
+                self.plan.append((total, "/", d))
+                sentences.append(f"All the {item} are then shared equally between {d} new {group}.")
+                total //= d
+            elif rng.random() < 0.5 and total > 20:
+                c = int(rng.integers(2, total // 2))
+                self.plan.append((total, "-", c))
+                sentences.append(f"Then {c} {item} are taken away.")
+                total -= c
+            else:
+                c = int(rng.integers(2, 200))
+                self.plan.append((total, "+", c))
+                sentences.append(f"Then a delivery brings {c} more {item}.")
+                total += c
+        shared = self.plan[-1][1] == "/"
+        question = f"How many {item} does each new {group[:-1] if group.endswith('s') else group} get?" \
+            if shared else f"How many {item} are there in the end?"
+        self.problem = " ".join(sentences) + " " + question
+        self.answer = float(total)
+        self.computed: dict[float, str] = {}  # result -> the expression that gave it
+        self.answered = False
+        return "Use the calculator, then give your answer."
+
+    # -- reading the state ---------------------------------------------------------------------
+    def _steps_done(self) -> int:
+        done = 0
+        for left, symbol, right in self.plan:
+            if show(calculate(f"{left} {symbol} {right}")) not in {show(v) for v in self.computed}:
+                break
+            done += 1
+        return done
+
+    def _step_call(self, left: float, symbol: str, right: float) -> str:
+        return format_call("calculator", {"expression": f"{show(left)} {symbol} {show(right)}"})
+
+    def _reference_call(self) -> str:
+        done = self._steps_done()
+        if done == len(self.plan):
+            return format_call("answer", {"value": show(self.answer)})
+        return self._step_call(*self.plan[done])
+
+    def valid_actions(self) -> list[str]:
+        done = self._steps_done()
+        menu = set()
+        if done < len(self.plan):  # the next step, and its numbers under the other operators
+            left, _, right = self.plan[done]
+            menu |= {self._step_call(left, symbol, right) for symbol in SYMBOLS}
+        answers = {show(self.plan[0][0])} | {show(v) for v in list(self.computed)[-1:]}
+        if done == len(self.plan):
+            answers.add(show(self.answer))
+        menu |= {format_call("answer", {"value": value}) for value in answers}
+        return sorted(menu)
+
+    def symbolic_state(self) -> State:
+        problem = "".join(f"{show(left) if i == 0 else ''}{symbol}{show(right)}"
+                          for i, (left, symbol, right) in enumerate(self.plan))
+        return {"problem": problem, "computed": ", ".join(str(show(v)) for v in sorted(self.computed)),
+                "steps_done": self._steps_done(), "plan_steps": len(self.plan),
+                "reference_call": self._reference_call(), "answered": self.answered}
+
+    def _observe(self, message: str) -> str:
+        lines = [f"Problem: {self.problem}", message]
+        if self.computed:
+            lines.append("Calculator results: " + "; ".join(f"{e} = {show(v)}" for v, e in self.computed.items()) + ".")
+        lines.append('Call {"name": "calculator", "arguments": {"expression": ...}} or '
+                     '{"name": "answer", "arguments": {"value": ...}}.')
+        return "\n".join(lines)
+
+    # -- acting ----------------------------------------------------------------------------------
+    def _act(self, command: str) -> Outcome:
+        try:
+            name, arguments = parse_call(command, TOOLS)
+            if name == "calculator":
+                expression = str(arguments["expression"])
+                result = calculate(expression)
+                self.computed.setdefault(result, expression.strip())
+                return Outcome(f"calculator: {expression.strip()} = {show(result)}")
+            value = arguments["value"]
+            number = float(value) if not isinstance(value, bool) else float("nan")
+        except CallError as error:
+            return Outcome(str(error), valid=False)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if not np.isfinite(number):
+            return Outcome(f"The answer must be a finite number, not {str(value)[:40]!r}.", valid=False)
+        correct = abs(number - self.answer) < 1e-6
+        self.answered = correct
+        verdict = "correct" if correct else f"wrong (the answer was {show(self.answer)})"
+        return Outcome(f"Your answer {show(number)} is {verdict}.",
+                       reward=float(correct), terminated=True, success=correct,
+                       reward_parts={"answer": float(correct)})
