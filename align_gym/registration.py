@@ -22,6 +22,8 @@ ENV_TABLE: dict[str, tuple[str, dict]] = {
        for level in ("easy", "medium", "hard")},
     "Align/ToolCalc-v0": ("align_gym.envs.tools.toolcalc:ToolCalcEnv", {"steps": 3}),
     "Align/ToolCalc-Choice-v0": ("align_gym.choice:ChoiceEnv", {"text_env": "Align/ToolCalc-v0"}),
+    "Align/ToolSQL-v0": ("align_gym.envs.tools.toolsql:ToolSQLEnv", {}),
+    "Align/ToolSQL-Choice-v0": ("align_gym.choice:ChoiceEnv", {"text_env": "Align/ToolSQL-v0"}),
     # MiniHack (the [minihack] extra): the adapter gives them the task contract.
     **{f"Align/MiniHack-{name}-v0": ("align_gym.envs.minihack:MiniHackEnv", {"name": name})
        for name in ("Room-5x5", "Room-15x15", "KeyRoom-S5", "MazeWalk-9x9", "River")},
