@@ -44,6 +44,8 @@ BUILTIN_SHAPINGS: dict[str, tuple[str, bool, str]] = {
               "count bonus coef/sqrt(N(x)); key=state|obs|caption, scope=global|episode"),
     "rnd": ("align_gym.wrappers.rnd:make_rnd", False,
             "random network distillation (Burda et al. 2018): prediction error of a fixed random net"),
+    "toolrl": ("align_gym.wrappers.toolrl:make_toolrl", False,
+               "ToolRL (Qian et al. 2025): format and name/argument matches of each call against the reference call"),
     "e3b": ("align_gym.wrappers.e3b:make_e3b", False,
             "elliptical episodic bonus over an inverse-dynamics embedding (Henaff et al. 2022)"),
     "ellm": ("align_gym.llm_rewards.ellm:make_ellm", False,
