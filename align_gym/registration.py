@@ -20,6 +20,8 @@ ENV_TABLE: dict[str, tuple[str, dict]] = {
     # The same dynamics for SB3: vector observations, a Discrete action, action_masks().
     **{f"Align/TextQuest-{level}-Choice-v0": ("align_gym.choice:ChoiceEnv", {"text_env": f"Align/TextQuest-{level}-v0"})
        for level in ("easy", "medium", "hard")},
+    "Align/TextWorld-v0": ("align_gym.envs.text.textworld:TextWorldEnv", {"games": 20}),
+    "Align/TextWorld-Choice-v0": ("align_gym.choice:ChoiceEnv", {"text_env": "Align/TextWorld-v0", "slots": 32}),
     "Align/ToolCalc-v0": ("align_gym.envs.tools.toolcalc:ToolCalcEnv", {"steps": 3}),
     "Align/ToolCalc-Choice-v0": ("align_gym.choice:ChoiceEnv", {"text_env": "Align/ToolCalc-v0"}),
     "Align/ToolSQL-v0": ("align_gym.envs.tools.toolsql:ToolSQLEnv", {}),
