@@ -114,16 +114,16 @@ class TextWorldEnv(TextEnv):
 
     def _new_episode(self, rng: np.random.Generator) -> str:
         seed = int(rng.integers(self.games)) if self.games else int(rng.integers(2**31 - 1))
-        if self._game is None or seed != self.seed_of_game:
-            if self._game is not None:
-                self._game.close()
-            infos = self._textworld.EnvInfos(admissible_commands=True, won=True, lost=True, facts=True,
-                                             policy_commands=True, objective=True, description=True,
-                                             inventory=True, feedback=True)
-            self._game = self._textworld.start(str(self._compiled(seed)), request_infos=infos)
-            self.seed_of_game = seed
         with warnings.catch_warnings():  # jericho: generated games lack its score tables; TextWorld keeps score
             warnings.filterwarnings("ignore", message=".*is not fully supported")
+            if self._game is None or seed != self.seed_of_game:
+                if self._game is not None:
+                    self._game.close()
+                infos = self._textworld.EnvInfos(admissible_commands=True, won=True, lost=True, facts=True,
+                                                 policy_commands=True, objective=True, description=True,
+                                                 inventory=True, feedback=True)
+                self._game = self._textworld.start(str(self._compiled(seed)), request_infos=infos)
+                self.seed_of_game = seed
             self._state = self._game.reset()
         self._walkthrough = len(self._state.policy_commands)
         return self._state.description.strip() or "You look around."
