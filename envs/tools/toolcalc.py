@@ -78,6 +78,14 @@ def calculate(expression: str) -> float:
     return value(tree.body)
 
 
+def _verb(expression: str) -> str:
+    """What an expression does, in words: the operation at its top."""
+    node = ast.parse(expression.strip(), mode="eval").body
+    names = {ast.Add: "add two numbers", ast.Sub: "subtract one number from another",
+             ast.Mult: "multiply two numbers", ast.Div: "divide one number by another"}
+    return names.get(type(node.op), "compute") if isinstance(node, ast.BinOp) else "compute a number"
+
+
 def show(number: float) -> int | float:
     """A whole number as an int, others rounded to 6 decimals."""
     return int(round(number)) if abs(number - round(number)) < 1e-9 else round(number, 6)
@@ -150,6 +158,7 @@ class ToolCalcEnv(TextEnv):
         self.answer = float(total)
         self.computed: dict[float, str] = {}  # result -> the expression that gave it
         self.answered = False
+        self._event = "You read a new problem."
         return "Use the calculator, then give your answer."
 
     # -- reading the state ---------------------------------------------------------------------
@@ -198,13 +207,20 @@ class ToolCalcEnv(TextEnv):
         return "\n".join(lines)
 
     # -- acting ----------------------------------------------------------------------------------
+    def _caption(self, message: str) -> str:
+        # What happened, without its numbers: a caption per kind of event, not per problem, so
+        # caption-reading methods (counts, ELLM, ONI) see a few dozen captions, not thousands.
+        return self._event
+
     def _act(self, command: str) -> Outcome:
+        self._event = "Your call was refused."
         try:
             name, arguments = parse_call(command, TOOLS)
             if name == "calculator":
                 expression = str(arguments["expression"])
                 result = calculate(expression)
                 self.computed.setdefault(result, expression.strip())
+                self._event = f"You {_verb(expression)} with the calculator."
                 return Outcome(f"calculator: {expression.strip()} = {show(result)}")
             value = arguments["value"]
             number = float(value) if not isinstance(value, bool) else float("nan")
@@ -216,6 +232,7 @@ class ToolCalcEnv(TextEnv):
             return Outcome(f"The answer must be a finite number, not {str(value)[:40]!r}.", valid=False)
         correct = abs(number - self.answer) < 1e-6
         self.answered = correct
+        self._event = f"You answer {'correctly' if correct else 'wrongly'}."
         verdict = "correct" if correct else f"wrong (the answer was {show(self.answer)})"
         return Outcome(f"Your answer {show(number)} is {verdict}.",
                        reward=float(correct), terminated=True, success=correct,

@@ -218,7 +218,7 @@ class ToolSQLEnv(TextEnv):
         self.needed = [t for t in SCHEMA if f"{t} " in self.solving_sql + " "]
         self.listed, self.described, self.answered = False, set(), False
         self.results: dict[str, Any] = {}  # result hash -> first value shown
-        self._checksum = self.database_checksum()
+        self._event = "You read a new question."
         return "Use the tools to explore the database, then answer."
 
     def _tied(self, sql: str, value: str) -> bool:
@@ -263,22 +263,30 @@ class ToolSQLEnv(TextEnv):
                           'Tools: list_tables {}, describe {"table"}, query {"sql"}, answer {"value"}; '
                           'call one as {"name": ..., "arguments": {...}}.'])
 
+    def _caption(self, message: str) -> str:
+        # What happened, without the data: a caption per kind of event (see ToolCalc).
+        return self._event
+
     def _act(self, command: str) -> Outcome:
+        self._event = "Your call was refused."
         try:
             name, arguments = parse_call(command, TOOLS)
             if name == "list_tables":
                 self.listed = True
+                self._event = "You list the tables."
                 return Outcome(f"Tables: {', '.join(SCHEMA)}.")
             if name == "describe":
                 table = str(arguments["table"]).strip().lower()
                 if table not in SCHEMA:
                     raise CallError(f"No table {table[:40]!r}: the tables are {', '.join(SCHEMA)}.")
                 self.described.add(table)
+                self._event = f"You describe the {table} table."
                 return Outcome(f"{table}: " + ", ".join(f"{c} {t}" for c, t in COLUMNS[table]) + ".")
             if name == "query":
                 columns, rows, more = self._run(str(arguments["sql"]))
                 digest = hashlib.blake2b(repr((columns, rows)).encode(), digest_size=4).hexdigest()
                 self.results.setdefault(digest, rows[0][0] if rows and rows[0] else None)
+                self._event = f"Your query returns {len(rows)}{'+' if more else ''} row{'' if len(rows) == 1 else 's'}."
                 shown = "\n".join(" | ".join(str(v) for v in row) for row in rows) or "(no rows)"
                 extra = f"\n(more rows not shown: at most {MAX_ROWS})" if more else ""
                 return Outcome(f"{' | '.join(columns)}\n{shown}{extra}")
@@ -287,6 +295,7 @@ class ToolSQLEnv(TextEnv):
         value = arguments["value"]
         correct = _same(value, self.answer)
         self.answered = correct
+        self._event = f"You answer {'correctly' if correct else 'wrongly'}."
         verdict = "correct" if correct else f"wrong (the answer was {self.answer})"
         return Outcome(f"Your answer {str(value)[:60]} is {verdict}.", reward=float(correct), terminated=True,
                        success=correct, reward_parts={"answer": float(correct)})
