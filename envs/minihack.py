@@ -29,6 +29,8 @@ top-left, staircase bottom-right); the other tasks draw a new layout per episode
 
 from __future__ import annotations
 
+import signal
+import threading
 import warnings
 from typing import Any
 
@@ -108,6 +110,19 @@ def _chebyshev(grid: np.ndarray, char: str, y: int, x: int) -> int:
     if len(ys) == 0:
         return -1
     return int(np.min(np.maximum(np.abs(ys - y), np.abs(xs - x))))
+
+
+def _restore_signals() -> None:
+    """Undo what NetHack does to the whole process when a game ends: it sets SIGHUP and SIGXCPU to
+    be ignored, behind Python's back (so a hang-up would not stop training, and child processes,
+    such as the sandbox's workers, would inherit an ignored SIGXCPU and outlive their CPU limit).
+    Python's own record of the handlers is still right: reinstall it."""
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGHUP", "SIGXCPU"):
+            number = getattr(signal, name, None)
+            handler = signal.getsignal(number) if number is not None else None
+            if handler is not None:
+                signal.signal(number, handler)
 
 
 def _text(row: np.ndarray) -> str:
@@ -247,6 +262,8 @@ class MiniHackEnv(AlignEnv):
         terminated = bool(done) and status != _ABORTED
         truncated = not terminated and (bool(done) or self._steps >= self.max_steps)
         success = status == _SUCCESS if terminated else (False if truncated else None)
+        if done:
+            _restore_signals()
         if done and not raw["chars"].any():
             raw = self._final_frame(success=status == _SUCCESS)
         obs, info = self._read(raw, success)

@@ -90,3 +90,21 @@ def test_ppo_with_classic_modules_over_dict_observations():
     # one-hot symbol classes as SB3 reads them: 81 cells x N_CLASSES, then the 3 stats
     assert rnd.flat.size == 81 * 14 + 3 and rnd.obs_moments.count >= 512  # trained on what PPO saw
     assert np.isfinite(rnd.errors([venv.observation_space.sample()])).all()
+
+
+def ignored_signals():
+    with open("/proc/self/status") as status:
+        mask = int(next(line for line in status if line.startswith("SigIgn")).split()[1], 16)
+    return {number for number in range(1, 65) if mask >> (number - 1) & 1}
+
+
+def test_a_game_end_leaves_the_process_signals_as_they_were():
+    import signal
+
+    before = ignored_signals()
+    env = gym.make("Align/MiniHack-Room-5x5-v0")
+    env.reset(seed=0)
+    for _ in range(4):
+        *_, terminated, _, _ = env.step(SOUTH_EAST)
+    assert terminated  # NetHack ignores SIGHUP and SIGXCPU when a game ends; the adapter undoes it
+    assert ignored_signals() == before and signal.SIGXCPU not in before

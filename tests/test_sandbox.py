@@ -187,6 +187,17 @@ def test_cpu_limit_kills_a_busy_worker():
             f({})
 
 
+def test_cpu_limit_holds_when_the_parent_ignores_sigxcpu():
+    # An ignored signal is inherited across exec; NetHack (MiniHack) ignores SIGXCPU after a game.
+    previous = signal.signal(signal.SIGXCPU, signal.SIG_IGN)
+    try:
+        with load_function(fn("while True:\n    pass"), "f", timeout=20.0, cpu_seconds=1) as f:
+            with pytest.raises(SandboxError, match="exceeded the CPU time limit"):
+                f({})
+    finally:
+        signal.signal(signal.SIGXCPU, previous)
+
+
 def test_crash_by_signal_is_reported_and_the_worker_replaced():
     with load_function(fn("if state['spin']:\n    while True:\n        pass\nreturn 7"), "f", timeout=20.0) as f:
         assert f({"spin": False}) == 7

@@ -72,6 +72,9 @@ def _prepare_worker_process() -> None:
     """Quiet, self-contained worker (its stdio already points at /dev/null: a write to a
     captured-to-file stderr would trip RLIMIT_FSIZE): no warnings, no .pyc writes, no Ctrl-C."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # An ignored signal stays ignored across exec: a parent that ran NetHack (MiniHack) to a game's
+    # end ignores SIGXCPU, which would leave RLIMIT_CPU without effect here.
+    signal.signal(signal.SIGXCPU, signal.SIG_DFL)
     sys.dont_write_bytecode = True
     warnings.simplefilter("ignore")
     # Load numpy's lazily imported pieces and BLAS buffers now, before the limits.
