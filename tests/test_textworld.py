@@ -1,5 +1,6 @@
 """The TextWorld adapter: games from TextWorld's generator played through the text-task contract."""
 
+import json
 import sys
 
 import gymnasium as gym
@@ -34,13 +35,17 @@ def test_the_walkthrough_solver_wins_every_game_for_seeds_0_to_19(env):
     assert len(games) > 5
 
 
-def test_a_thousand_random_strings_never_raise_nor_change_the_game(env):
+def test_a_thousand_random_strings_and_json_never_raise_nor_change_the_game(env):
     _, info = env.reset(seed=0)
     rng = np.random.default_rng(0)
     chars = np.array(list(CHARSET))
     for i in range(1000):
-        command = "".join(rng.choice(chars, size=int(rng.integers(0, 30)))) if i % 2 else \
-            " ".join(rng.choice(["take", "open", "go", "east", "key", "box", "the", "unlock", "with"], size=3))
+        if i % 3 == 0:
+            command = "".join(rng.choice(chars, size=int(rng.integers(0, 30))))
+        elif i % 3 == 1:
+            command = " ".join(rng.choice(["take", "open", "go", "east", "key", "box", "the", "unlock", "with"], size=3))
+        else:
+            command = json.dumps({"name": "go", "arguments": {"direction": str(rng.choice(["east", None, 3]))}})
         before = info["state_hash"]
         _, reward, terminated, truncated, info = env.step(command)
         if not info["action_valid"]:
