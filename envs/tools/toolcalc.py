@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 
 from ..core import State
-from ..text.core import Outcome, TextEnv
-from .calls import CallError, format_call, parse_call
+from ..text.core import Outcome
+from .calls import CallError, format_call
+from .core import ToolEnv
 
 TOOLS = {"calculator": {"expression"}, "answer": {"value"}}
 PLACES = ("warehouse", "bakery", "library", "school", "farm", "toy shop", "garage", "museum")
@@ -101,7 +102,7 @@ def distance_potential(state: State) -> float:
     return reference_potential(state) - 1.0
 
 
-class ToolCalcEnv(TextEnv):
+class ToolCalcEnv(ToolEnv):
     """An arithmetic word problem with a calculator tool; see the module docstring."""
 
     task = "Solve the arithmetic word problem with the calculator tool, then answer with the number."
@@ -115,7 +116,8 @@ class ToolCalcEnv(TextEnv):
         "steps": "steps taken in this episode",
     }
     potentials = {"reference": reference_potential, "distance": distance_potential}
-    _shared_on_copy = TextEnv._shared_on_copy | {"plan", "problem", "answer"}
+    tools = TOOLS
+    _shared_on_copy = ToolEnv._shared_on_copy | {"plan", "problem", "answer"}
 
     @classmethod
     def task_of(cls, steps: int = 3, **_: Any) -> str:
@@ -207,33 +209,18 @@ class ToolCalcEnv(TextEnv):
         return "\n".join(lines)
 
     # -- acting ----------------------------------------------------------------------------------
-    def _caption(self, message: str) -> str:
-        # What happened, without its numbers: a caption per kind of event, not per problem, so
-        # caption-reading methods (counts, ELLM, ONI) see a few dozen captions, not thousands.
-        return self._event
-
-    def _act(self, command: str) -> Outcome:
-        self._event = "Your call was refused."
+    def _call(self, name: str, arguments: dict[str, Any]) -> Outcome:
+        if name == "calculator":
+            expression = str(arguments["expression"])
+            result = calculate(expression)
+            self.computed.setdefault(result, expression.strip())
+            self._event = f"You {_verb(expression)} with the calculator."
+            return Outcome(f"calculator: {expression.strip()} = {show(result)}")
+        value = arguments["value"]
         try:
-            name, arguments = parse_call(command, TOOLS)
-            if name == "calculator":
-                expression = str(arguments["expression"])
-                result = calculate(expression)
-                self.computed.setdefault(result, expression.strip())
-                self._event = f"You {_verb(expression)} with the calculator."
-                return Outcome(f"calculator: {expression.strip()} = {show(result)}")
-            value = arguments["value"]
             number = float(value) if not isinstance(value, bool) else float("nan")
-        except CallError as error:
-            return Outcome(str(error), valid=False)
         except (TypeError, ValueError):
             number = float("nan")
         if not np.isfinite(number):
-            return Outcome(f"The answer must be a finite number, not {str(value)[:40]!r}.", valid=False)
-        correct = abs(number - self.answer) < 1e-6
-        self.answered = correct
-        self._event = f"You answer {'correctly' if correct else 'wrongly'}."
-        verdict = "correct" if correct else f"wrong (the answer was {show(self.answer)})"
-        return Outcome(f"Your answer {show(number)} is {verdict}.",
-                       reward=float(correct), terminated=True, success=correct,
-                       reward_parts={"answer": float(correct)})
+            raise CallError(f"The answer must be a finite number, not {str(value)[:40]!r}.")
+        return self._verdict(abs(number - self.answer) < 1e-6, show(number), show(self.answer))

@@ -44,8 +44,9 @@ from typing import Any
 import numpy as np
 
 from ..core import State
-from ..text.core import Outcome, TextEnv
-from .calls import CallError, format_call, parse_call
+from ..text.core import Outcome
+from .calls import CallError, format_call
+from .core import ToolEnv
 
 TOOLS = {"list_tables": set(), "describe": {"table"}, "query": {"sql"}, "answer": {"value"}}
 MAX_ROWS = 20
@@ -110,7 +111,7 @@ def distance_potential(state: State) -> float:
     return -left / (state["needed_tables"] + 3)
 
 
-class ToolSQLEnv(TextEnv):
+class ToolSQLEnv(ToolEnv):
     """A question about a generated SQLite database, answered with SQL tools; see the module docstring."""
 
     task = "Answer the question about the company database, using its SQL tools, then call answer."
@@ -127,6 +128,7 @@ class ToolSQLEnv(TextEnv):
         "steps": "steps taken in this episode",
     }
     potentials = {"reference": reference_potential, "distance": distance_potential}
+    tools = TOOLS
 
     @classmethod
     def task_of(cls, **_: Any) -> str:
@@ -263,42 +265,27 @@ class ToolSQLEnv(TextEnv):
                           'Tools: list_tables {}, describe {"table"}, query {"sql"}, answer {"value"}; '
                           'call one as {"name": ..., "arguments": {...}}.'])
 
-    def _caption(self, message: str) -> str:
-        # What happened, without the data: a caption per kind of event (see ToolCalc).
-        return self._event
-
-    def _act(self, command: str) -> Outcome:
-        self._event = "Your call was refused."
-        try:
-            name, arguments = parse_call(command, TOOLS)
-            if name == "list_tables":
-                self.listed = True
-                self._event = "You list the tables."
-                return Outcome(f"Tables: {', '.join(SCHEMA)}.")
-            if name == "describe":
-                table = str(arguments["table"]).strip().lower()
-                if table not in SCHEMA:
-                    raise CallError(f"No table {table[:40]!r}: the tables are {', '.join(SCHEMA)}.")
-                self.described.add(table)
-                self._event = f"You describe the {table} table."
-                return Outcome(f"{table}: " + ", ".join(f"{c} {t}" for c, t in COLUMNS[table]) + ".")
-            if name == "query":
-                columns, rows, more = self._run(str(arguments["sql"]))
-                digest = hashlib.blake2b(repr((columns, rows)).encode(), digest_size=4).hexdigest()
-                self.results.setdefault(digest, rows[0][0] if rows and rows[0] else None)
-                self._event = f"Your query returns {len(rows)}{'+' if more else ''} row{'' if len(rows) == 1 else 's'}."
-                shown = "\n".join(" | ".join(str(v) for v in row) for row in rows) or "(no rows)"
-                extra = f"\n(more rows not shown: at most {MAX_ROWS})" if more else ""
-                return Outcome(f"{' | '.join(columns)}\n{shown}{extra}")
-        except CallError as error:
-            return Outcome(str(error), valid=False)
-        value = arguments["value"]
-        correct = _same(value, self.answer)
-        self.answered = correct
-        self._event = f"You answer {'correctly' if correct else 'wrongly'}."
-        verdict = "correct" if correct else f"wrong (the answer was {self.answer})"
-        return Outcome(f"Your answer {str(value)[:60]} is {verdict}.", reward=float(correct), terminated=True,
-                       success=correct, reward_parts={"answer": float(correct)})
+    def _call(self, name: str, arguments: dict[str, Any]) -> Outcome:
+        if name == "list_tables":
+            self.listed = True
+            self._event = "You list the tables."
+            return Outcome(f"Tables: {', '.join(SCHEMA)}.")
+        if name == "describe":
+            table = str(arguments["table"]).strip().lower()
+            if table not in SCHEMA:
+                raise CallError(f"No table {table[:40]!r}: the tables are {', '.join(SCHEMA)}.")
+            self.described.add(table)
+            self._event = f"You describe the {table} table."
+            return Outcome(f"{table}: " + ", ".join(f"{c} {t}" for c, t in COLUMNS[table]) + ".")
+        if name == "query":
+            columns, rows, more = self._run(str(arguments["sql"]))
+            digest = hashlib.blake2b(repr((columns, rows)).encode(), digest_size=4).hexdigest()
+            self.results.setdefault(digest, rows[0][0] if rows and rows[0] else None)
+            self._event = f"Your query returns {len(rows)}{'+' if more else ''} row{'' if len(rows) == 1 else 's'}."
+            shown = "\n".join(" | ".join(str(v) for v in row) for row in rows) or "(no rows)"
+            extra = f"\n(more rows not shown: at most {MAX_ROWS})" if more else ""
+            return Outcome(f"{' | '.join(columns)}\n{shown}{extra}")
+        return self._verdict(_same(arguments["value"], self.answer), arguments["value"], self.answer)
 
     def close(self) -> None:
         if self._connection is not None:
