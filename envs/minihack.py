@@ -186,6 +186,7 @@ class MiniHackEnv(AlignEnv):
             "stats": spaces.Box(0.0, 1.0, shape=(3,), dtype=np.float32),
         })
         self._raw: dict[str, np.ndarray] = {}
+        self._things: dict[str, list[str]] = {}
         self._steps = 0
 
     # -- reading the game ------------------------------------------------------------------
@@ -219,29 +220,29 @@ class MiniHackEnv(AlignEnv):
             "stairs_dist": _chebyshev(grid, ">", y, x),
             "key_dist": _chebyshev(grid, "(", y, x),
             "door_dist": _chebyshev(grid, "+", y, x),
-            "adjacent": ", ".join(f"{name} ({', '.join(where)})" for name, where in self._around().items()),
+            "adjacent": ", ".join(f"{name} ({', '.join(where)})" for name, where in self._things.items()),
             "steps": self._steps,
         }
 
     def _caption(self) -> str:
         # Things without their directions, as the captions of Crafter in ELLM's paper: a few
         # hundred distinct captions per task rather than thousands.
-        message, things = _text(self._raw["message"]), sorted(self._around())
+        message, things = _text(self._raw["message"]), sorted(self._things)
         around = f"Next to you: {', '.join(things)}." if things else "Nothing of note is next to you."
         return f"{message} {around}" if message else around
 
-    def _observation(self) -> dict[str, np.ndarray]:
-        x, y = self._position()
-        stats = np.array([x / 78.0, y / 20.0, float(self._holds_key())], dtype=np.float32)
+    def _observation(self, state: State) -> dict[str, np.ndarray]:
+        stats = np.array([state["x"] / 78.0, state["y"] / 20.0, float(state["holds_key"])], dtype=np.float32)
         return {"crop": _CLASS_OF[self._crop()].reshape(-1), "stats": stats}
 
     def _read(self, raw: dict[str, np.ndarray], success: bool | None = None):
         self._raw = {key: value.copy() for key, value in raw.items()}  # NLE reuses its arrays
+        self._things = self._around()  # read by the state and the caption: once per frame
         state = self.state_dict()
         info: dict[str, Any] = {"caption": self._caption(), "state": state}
         if success is not None:
             info["success"] = success
-        return self._observation(), info
+        return self._observation(state), info
 
     # -- the gymnasium API -----------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):

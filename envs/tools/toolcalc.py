@@ -175,8 +175,7 @@ class ToolCalcEnv(ToolEnv):
     def _step_call(self, left: float, symbol: str, right: float) -> str:
         return format_call("calculator", {"expression": f"{show(left)} {symbol} {show(right)}"})
 
-    def _reference_call(self) -> str:
-        done = self._steps_done()
+    def _reference_call(self, done: int) -> str:
         if done == len(self.plan):
             return format_call("answer", {"value": show(self.answer)})
         return self._step_call(*self.plan[done])
@@ -196,9 +195,10 @@ class ToolCalcEnv(ToolEnv):
     def symbolic_state(self) -> State:
         problem = "".join(f"{show(left) if i == 0 else ''}{symbol}{show(right)}"
                           for i, (left, symbol, right) in enumerate(self.plan))
+        done = self._steps_done()
         return {"problem": problem, "computed": ", ".join(str(show(v)) for v in sorted(self.computed)),
-                "steps_done": self._steps_done(), "plan_steps": len(self.plan),
-                "reference_call": self._reference_call(), "answered": self.answered}
+                "steps_done": done, "plan_steps": len(self.plan), "reference_call": self._reference_call(done),
+                "answered": self.answered}
 
     def _observe(self, message: str) -> str:
         lines = [f"Problem: {self.problem}", message]
