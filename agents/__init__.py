@@ -1,4 +1,6 @@
-"""Agents: Stable-Baselines3 helpers (and, later, token-level LLM agents)."""
+"""Agents: Stable-Baselines3 helpers, and the doors to the LLM-RL trainers (TRL's
+``environment_factory`` through :func:`trl_environment`; an OpenEnv server in
+``align_gym.agents.openenv_server``, imported on its own since it needs ``openenv-core``)."""
 
 from .sb3 import (
     Evaluation,
@@ -15,7 +17,9 @@ from .sb3 import (
     save_checkpoint,
     save_reward_modules,
 )
+from .session import EnvSession
+from .trl_env import trl_environment
 
-__all__ = ["Evaluation", "RewardTermsCallback", "ShapingCheckpointCallback", "TaskEvalCallback", "env_seeds",
+__all__ = ["EnvSession", "Evaluation", "RewardTermsCallback", "ShapingCheckpointCallback", "TaskEvalCallback", "env_seeds",
            "evaluate", "load_checkpoint", "load_reward_modules", "make_vec_env", "policy_for", "reward_modules_path",
-           "save_checkpoint", "save_reward_modules"]
+           "save_checkpoint", "save_reward_modules", "trl_environment"]

@@ -63,6 +63,16 @@ def _cmd_serve_llm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve_env(args: argparse.Namespace) -> int:
+    from .agents.openenv_server import serve
+
+    try:
+        serve(args.env, args.shaping, gamma=args.gamma, max_concurrent=args.max_concurrent, host=args.host, port=args.port)
+    except ValueError as error:  # a bad id, spec or setting: say so, start nothing
+        raise SystemExit(f"align-gym serve-env: {error}") from None
+    return 0
+
+
 def _cmd_cache(args: argparse.Namespace) -> int:
     import json
 
@@ -168,6 +178,22 @@ def build_parser() -> argparse.ArgumentParser:
                            help="seconds between arrivals that still join one batch (default 0.05)")
     serve_llm.add_argument("--max-batch", type=int, default=32, help="most sequences decoded together (default 32)")
     serve_llm.set_defaults(run=_cmd_serve_llm)
+
+    serve_env = commands.add_parser(
+        "serve-env", help="serve a text or tool env as an OpenEnv environment server",
+        description="Serve an Align text or tool env as an OpenEnv environment server (WebSocket /ws, plus "
+                    "OpenEnv's HTTP routes), each client session with its own env instance. Actions are "
+                    '{"action": "<text>"}; observations carry text, valid_actions, state_hash, env_reward and '
+                    "reward_terms; the reward is the task reward plus the terms. Any OpenEnv client "
+                    "(GenericEnvClient; TRL, SkyRL, ART, Unsloth, NeMo Gym) reads it.")
+    serve_env.add_argument("--env", required=True, help="an Align text or tool env id, e.g. Align/ToolCalc-v0")
+    serve_env.add_argument("--shaping", default="none", help="a shaping spec, layers joined by + (default none)")
+    serve_env.add_argument("--gamma", type=float, default=1.0,
+                           help="the trainer's discount (default 1: GRPO-style trainers score undiscounted returns)")
+    serve_env.add_argument("--max-concurrent", type=int, default=8, help="most sessions at once (default 8)")
+    serve_env.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve_env.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve_env.set_defaults(run=_cmd_serve_env)
 
     llm = commands.add_parser("llm", help="LLM layer tools (the on-disk cache)", description="LLM layer tools.")
     llm_commands = llm.add_subparsers(dest="llm_command", metavar="COMMAND", required=True)

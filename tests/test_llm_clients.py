@@ -2,9 +2,6 @@
 
 import json
 import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import numpy as np
 import pytest
+from servers import free_port, start_cli_server, stop
 
 from align_gym.llm_rewards.cache import CacheMiss, LLMCache
 from align_gym.llm_rewards.clients import get_client, parse_client_spec, total_logprob
@@ -19,12 +17,6 @@ from align_gym.llm_rewards.clients.cached import CachedClient
 from align_gym.llm_rewards.clients.openai_backend import LLMServerError, OpenAIClient
 
 FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_chat_templated_generation(embedded):
@@ -91,21 +83,10 @@ def test_cached_client_calls_the_backend_once_and_replays(embedded, tmp_path):
 def served_model(embedded):
     """`align-gym serve-llm` as a user starts it, on a free port of 127.0.0.1."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "align_gym.cli", "serve-llm", "--port", str(port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/models", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.5)
-        if process.poll() is not None:
-            pytest.fail(f"serve-llm exited: {process.stdout.read()}")
+    process = start_cli_server(["serve-llm", "--port", str(port)], f"{url}/models")
     yield url
-    process.terminate()
-    process.wait(10)
+    stop(process)
 
 
 def test_official_openai_client_works_against_serve_llm(served_model):

@@ -5,7 +5,8 @@ code fences do no harm) and checks it against the tools' argument names; its err
 messages the envs return as ``info["invalid_action"]``. :func:`format_call` writes the canonical
 form the envs list in ``info["valid_actions"]``.
 
->>> parse_call('Sure: {"name": "calculator", "arguments": {"expression": "2 + 3"}}', {"calculator": {"expression"}})
+>>> tools = {"calculator": Tool("Evaluate an expression.", {"expression": ("string", "e.g. '2 + 3'")})}
+>>> parse_call('Sure: {"name": "calculator", "arguments": {"expression": "2 + 3"}}', tools)
 ('calculator', {'expression': '2 + 3'})
 >>> format_call("answer", {"value": 5})
 '{"name": "answer", "arguments": {"value": 5}}'
@@ -14,7 +15,26 @@ form the envs list in ``info["valid_actions"]``.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
+
+JSON_TYPES = {"string": str, "number": float, "integer": int, "boolean": bool}
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One tool of a tool env: what it does, and each argument's JSON type (a key of
+    :data:`JSON_TYPES`) and meaning. Every argument is required. The trainer adapters turn this
+    into the typed, documented methods that TRL shows the model as its tools."""
+
+    description: str
+    arguments: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, (kind, _) in self.arguments.items():
+            if kind not in JSON_TYPES:
+                raise ValueError(f"argument {name!r} has JSON type {kind!r}; use one of {', '.join(JSON_TYPES)}")
 
 
 class CallError(ValueError):
@@ -26,10 +46,10 @@ def format_call(name: str, arguments: dict[str, Any]) -> str:
     return json.dumps({"name": name, "arguments": arguments})
 
 
-def parse_call(command: str, tools: dict[str, set[str]]) -> tuple[str, dict[str, Any]]:
+def parse_call(command: str, tools: Mapping[str, Tool]) -> tuple[str, dict[str, Any]]:
     """``(name, arguments)`` of the call in ``command``; :class:`CallError` if malformed.
 
-    ``tools`` maps each tool's name to its argument names (all required, no others allowed).
+    ``tools`` maps each tool's name to its :class:`Tool` (every argument required, no others allowed).
     """
     start = command.find("{")
     if start < 0:
@@ -44,9 +64,10 @@ def parse_call(command: str, tools: dict[str, set[str]]) -> tuple[str, dict[str,
     if name not in tools:
         raise CallError(f"Unknown tool {name[:40]!r}: use one of {', '.join(sorted(tools))}.")
     if not isinstance(arguments, dict):
-        raise CallError(f'"arguments" of {name} must be an object with {", ".join(sorted(tools[name])) or "no keys"}.')
-    missing, extra = tools[name] - set(arguments), set(arguments) - tools[name]
+        raise CallError(f'"arguments" of {name} must be an object with {", ".join(sorted(tools[name].arguments)) or "no keys"}.')
+    expected = set(tools[name].arguments)
+    missing, extra = expected - set(arguments), set(arguments) - expected
     if missing or extra:
-        wanted = ", ".join(sorted(tools[name])) or "no arguments"
+        wanted = ", ".join(sorted(expected)) or "no arguments"
         raise CallError(f"{name} takes {wanted}; got {', '.join(sorted(map(str, arguments))) or 'none'}.")
     return name, arguments

@@ -1,7 +1,7 @@
 """What the tool tasks share: JSON calls parsed against ``tools``, captions that name the kind of
 event, and the final answer's verdict.
 
-A :class:`ToolEnv` subclass sets ``tools`` (name -> argument names) and implements
+A :class:`ToolEnv` subclass sets ``tools`` (name -> :class:`~align_gym.envs.tools.calls.Tool`) and implements
 :meth:`ToolEnv._call`, which sets ``self._event`` (the caption) and returns an
 :class:`~align_gym.envs.text.core.Outcome`, raises :class:`~align_gym.envs.tools.calls.CallError`
 for a refused call, and ends with :meth:`ToolEnv._verdict` for an answer.
@@ -12,13 +12,13 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from ..text.core import Outcome, TextEnv
-from .calls import CallError, parse_call
+from .calls import CallError, Tool, parse_call
 
 
 class ToolEnv(TextEnv):
     """Base of the tool tasks: one JSON call per action; see the module docstring."""
 
-    tools: ClassVar[dict[str, set[str]]] = {}
+    tools: ClassVar[dict[str, Tool]] = {}
 
     def _call(self, name: str, arguments: dict[str, Any]) -> Outcome:
         raise NotImplementedError

@@ -34,10 +34,15 @@ import numpy as np
 
 from ..core import State
 from ..text.core import Outcome
-from .calls import CallError, format_call
+from .calls import CallError, Tool, format_call
 from .core import ToolEnv
 
-TOOLS = {"calculator": {"expression"}, "answer": {"value"}}
+TOOLS = {
+    "calculator": Tool("Evaluate an arithmetic expression: numbers, + - * / and brackets.",
+                       {"expression": ("string", "the expression, e.g. '17 * 24'")}),
+    "answer": Tool("Give the final answer to the problem; this ends the episode.",
+                   {"value": ("number", "the number that answers the problem")}),
+}
 PLACES = ("warehouse", "bakery", "library", "school", "farm", "toy shop", "garage", "museum")
 ITEMS = ("apples", "books", "bolts", "stamps", "marbles", "pencils", "tiles", "candles")
 GROUPS = ("shelves", "classes", "boxes", "teams", "shops", "families")

@@ -45,10 +45,9 @@ import numpy as np
 
 from ..core import State
 from ..text.core import Outcome
-from .calls import CallError, format_call
+from .calls import CallError, Tool, format_call
 from .core import ToolEnv
 
-TOOLS = {"list_tables": set(), "describe": {"table"}, "query": {"sql"}, "answer": {"value"}}
 MAX_ROWS = 20
 TIME_LIMIT = 0.5
 SCHEMA = {
@@ -79,6 +78,14 @@ QUESTIONS = {
                        "ORDER BY COUNT(*) DESC LIMIT 1"),
     "budget": ("What is the total budget of the projects led by {}?",
                "SELECT SUM(p.budget) FROM projects p JOIN employees e ON p.lead_id = e.id WHERE e.name = '{}'"),
+}
+TOOLS = {
+    "list_tables": Tool("List the tables of the company database."),
+    "describe": Tool("Show a table's columns.", {"table": ("string", "the table's name")}),
+    "query": Tool(f"Run one read-only SQL query and see up to {MAX_ROWS} rows of its result.",
+                  {"sql": ("string", "a single SELECT statement")}),
+    "answer": Tool("Give the final answer to the question; this ends the episode.",
+                   {"value": ("string", "the answer: a name or a number")}),
 }
 
 
@@ -174,7 +181,9 @@ class ToolSQLEnv(ToolEnv):
         self._writer = writer  # closed after the question is chosen
 
     def _open_read_only(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        # An env is used by one thread at a time, but not always the thread that opened it (a
+        # server's worker pool resets it, another thread closes it): let any thread use it.
+        connection = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
         connection.execute("PRAGMA query_only = ON")
         connection.set_authorizer(_authorise)
         return connection
