@@ -59,11 +59,11 @@ class Turn:
 
 
 def text_env_ids() -> list[str]:
-    """The registered Align ids with a text action space (the text and tool envs)."""
+    """The registered Align ids with a text action space (the text, tool and web envs)."""
     from ..registration import ENV_TABLE
 
     return [env_id for env_id, (entry, _) in ENV_TABLE.items()
-            if entry.split(":")[0].startswith(("align_gym.envs.text", "align_gym.envs.tools"))]
+            if entry.split(":")[0].startswith(("align_gym.envs.text", "align_gym.envs.tools", "align_gym.envs.web"))]
 
 
 def check_text_env_id(env_id: str) -> None:

@@ -26,6 +26,10 @@ ENV_TABLE: dict[str, tuple[str, dict]] = {
     "Align/ToolCalc-Choice-v0": ("align_gym.choice:ChoiceEnv", {"text_env": "Align/ToolCalc-v0"}),
     "Align/ToolSQL-v0": ("align_gym.envs.tools.toolsql:ToolSQLEnv", {}),
     "Align/ToolSQL-Choice-v0": ("align_gym.choice:ChoiceEnv", {"text_env": "Align/ToolSQL-v0"}),
+    "Align/WebShop-v0": ("align_gym.envs.web.webshop:WebShopEnv", {}),
+    "Align/WebShop-Choice-v0": ("align_gym.choice:ChoiceEnv", {"text_env": "Align/WebShop-v0", "slots": 20}),
+    "Align/WebForm-v0": ("align_gym.envs.web.webform:WebFormEnv", {}),
+    "Align/WebForm-Choice-v0": ("align_gym.choice:ChoiceEnv", {"text_env": "Align/WebForm-v0", "slots": 16}),
     # MiniHack (the [minihack] extra): the adapter gives them the task contract.
     **{f"Align/MiniHack-{name}-v0": ("align_gym.envs.minihack:MiniHackEnv", {"name": name})
        for name in ("Room-5x5", "Room-15x15", "KeyRoom-S5", "MazeWalk-9x9", "River")},

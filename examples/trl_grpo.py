@@ -13,7 +13,7 @@ calls, on seeds GRPO never sees), then GRPO. About 10 minutes on 2 CPU cores; on
 larger local model folder and ``--warm-start 0``. ``--model tiny`` uses a randomly initialised
 two-layer model: a smoke test in seconds.
 
-    python examples/trl_grpo.py [--model embedded|tiny|/path/to/hf/model] [--steps 10] [--warm-start 32]
+    python examples/trl_grpo.py [--model embedded|tiny|/path/to/hf/model] [--steps 10] [--warm-start 16]
 """
 
 import argparse
@@ -32,13 +32,13 @@ parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--model", default="embedded", help="embedded, tiny, or a local Hugging Face model folder")
 parser.add_argument("--steps", type=int, default=10, help="GRPO steps (default 10)")
 parser.add_argument("--shaping", default="pbrs(potential=reference)", help="a shaping spec (default pbrs)")
-parser.add_argument("--warm-start", type=int, default=32, help="solved episodes to learn from first (default 32)")
+parser.add_argument("--warm-start", type=int, default=16, help="solved episodes to learn from first (default 16)")
 parser.add_argument("--out", default="runs/trl_grpo", help="output folder (default runs/trl_grpo)")
 args = parser.parse_args()
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
-# The environment: one-step problems keep CPU rollouts short; GRPO's groups share a seed.
-Env = trl_environment("Align/ToolCalc-v0", shaping=args.shaping, steps=1)
+# The environment: two-step problems keep CPU rollouts short; GRPO's groups share a seed.
+Env = trl_environment("Align/ToolCalc-v0", shaping=args.shaping, steps=2)
 
 if args.model in ("embedded", "tiny"):
     tokenizer = tool_calling_tokenizer(embedded_tokenizer())
@@ -91,7 +91,7 @@ if args.warm_start:
     warm_start(args.warm_start)
 
 config = GRPOConfig(output_dir=args.out, max_steps=args.steps, per_device_train_batch_size=4, num_generations=4,
-                    max_completion_length=192, learning_rate=1e-5, logging_steps=1, report_to="none",
+                    max_completion_length=320, learning_rate=1e-5, logging_steps=1, report_to="none",
                     save_strategy="no", bf16=False, use_cpu=not torch.cuda.is_available())
 trainer = GRPOTrainer(model=model, processing_class=tokenizer, args=config, train_dataset=Env.dataset(64, seed=0),
                       environment_factory=Env, reward_funcs=Env.reward_funcs)

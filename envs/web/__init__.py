@@ -1,0 +1,1 @@
+"""Web tasks: a generated shop (WebShop) and MiniWoB-style forms on one page engine."""
