@@ -73,6 +73,16 @@ def _cmd_serve_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve_web(args: argparse.Namespace) -> int:
+    from .envs.web.server import serve
+
+    try:
+        serve(args.env, seed=args.seed, host=args.host, port=args.port)
+    except ValueError as error:
+        raise SystemExit(f"align-gym serve-web: {error}") from None
+    return 0
+
+
 def _cmd_cache(args: argparse.Namespace) -> int:
     import json
 
@@ -194,6 +204,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve_env.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve_env.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve_env.set_defaults(run=_cmd_serve_env)
+
+    serve_web = commands.add_parser(
+        "serve-web", help="serve a web env's pages to people and browsers",
+        description="Serve the pages of Align/WebShop-v0 or Align/WebForm-v0 over HTTP: links and forms work in "
+                    "any browser; the first page shows the instruction, the last the score.")
+    serve_web.add_argument("--env", default="Align/WebShop-v0", help="a web env id (default Align/WebShop-v0)")
+    serve_web.add_argument("--seed", type=int, default=0, help="the episode's seed (default 0)")
+    serve_web.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve_web.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    serve_web.set_defaults(run=_cmd_serve_web)
 
     llm = commands.add_parser("llm", help="LLM layer tools (the on-disk cache)", description="LLM layer tools.")
     llm_commands = llm.add_subparsers(dest="llm_command", metavar="COMMAND", required=True)
