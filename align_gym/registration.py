@@ -27,7 +27,7 @@ ENV_TABLE: dict[str, tuple[str, dict]] = {
     "Align/ToolSQL-v0": ("align_gym.envs.tools.toolsql:ToolSQLEnv", {}),
     "Align/ToolSQL-Choice-v0": ("align_gym.choice:ChoiceEnv", {"text_env": "Align/ToolSQL-v0"}),
     "Align/WebShop-v0": ("align_gym.envs.web.webshop:WebShopEnv", {}),
-    "Align/WebShop-Choice-v0": ("align_gym.choice:ChoiceEnv", {"text_env": "Align/WebShop-v0", "slots": 20}),
+    "Align/WebShop-Choice-v0": ("align_gym.choice:ChoiceEnv", {"text_env": "Align/WebShop-v0", "slots": 24}),
     "Align/WebForm-v0": ("align_gym.envs.web.webform:WebFormEnv", {}),
     "Align/WebForm-Choice-v0": ("align_gym.choice:ChoiceEnv", {"text_env": "Align/WebForm-v0", "slots": 16}),
     # MiniHack (the [minihack] extra): the adapter gives them the task contract.

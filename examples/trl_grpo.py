@@ -8,12 +8,19 @@ and ``Env.reward_funcs`` adds each shaping term as its own reward, so TRL logs
 
 The default model is the embedded SmolLM2-135M-Instruct with a tool-calling chat template. At
 135M parameters it never calls a tool by itself, so the script first warms it up as LLM-RL
-pipelines do: a short supervised pass over ``--warm-start`` solved episodes (the env's reference
-calls, on seeds GRPO never sees), then GRPO. About 10 minutes on 2 CPU cores; on a GPU, pass a
+pipelines do: two supervised passes over ``--warm-start`` solved episodes (the env's reference
+calls, on seeds GRPO never sees), then GRPO. About 12 minutes on 2 CPU cores; on a GPU, pass a
 larger local model folder and ``--warm-start 0``. ``--model tiny`` uses a randomly initialised
 two-layer model: a smoke test in seconds.
 
-    python examples/trl_grpo.py [--model embedded|tiny|/path/to/hf/model] [--steps 10] [--warm-start 16]
+Measured here with the defaults: after the warm start the model solves every one-step problem
+(task reward 1.0 in each of the 10 GRPO steps, two tool calls per rollout), so GRPO's groups have
+no variance left to learn from. With ``--problem-steps 2`` (16 warm-start episodes) it made both
+calculator calls and stopped without answering in every rollout: task reward 0, the
+potential-based term 0.67. Either way the logs show each part of the reward.
+
+    python examples/trl_grpo.py [--model embedded|tiny|/path/to/hf/model] [--steps 10] [--warm-start 32]
+        [--problem-steps 1]
 """
 
 import argparse
@@ -32,13 +39,14 @@ parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--model", default="embedded", help="embedded, tiny, or a local Hugging Face model folder")
 parser.add_argument("--steps", type=int, default=10, help="GRPO steps (default 10)")
 parser.add_argument("--shaping", default="pbrs(potential=reference)", help="a shaping spec (default pbrs)")
-parser.add_argument("--warm-start", type=int, default=16, help="solved episodes to learn from first (default 16)")
+parser.add_argument("--warm-start", type=int, default=32, help="solved episodes to learn from first (default 32)")
+parser.add_argument("--problem-steps", type=int, default=1, help="calculator steps per ToolCalc problem (default 1)")
 parser.add_argument("--out", default="runs/trl_grpo", help="output folder (default runs/trl_grpo)")
 args = parser.parse_args()
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
-# The environment: two-step problems keep CPU rollouts short; GRPO's groups share a seed.
-Env = trl_environment("Align/ToolCalc-v0", shaping=args.shaping, steps=2)
+# The environment: short problems keep CPU rollouts short; GRPO's groups share a seed.
+Env = trl_environment("Align/ToolCalc-v0", shaping=args.shaping, steps=args.problem_steps)
 
 if args.model in ("embedded", "tiny"):
     tokenizer = tool_calling_tokenizer(embedded_tokenizer())
@@ -91,7 +99,7 @@ if args.warm_start:
     warm_start(args.warm_start)
 
 config = GRPOConfig(output_dir=args.out, max_steps=args.steps, per_device_train_batch_size=4, num_generations=4,
-                    max_completion_length=320, learning_rate=1e-5, logging_steps=1, report_to="none",
+                    max_completion_length=128 + 96 * args.problem_steps, learning_rate=1e-5, logging_steps=1, report_to="none",
                     save_strategy="no", bf16=False, use_cpu=not torch.cuda.is_available())
 trainer = GRPOTrainer(model=model, processing_class=tokenizer, args=config, train_dataset=Env.dataset(64, seed=0),
                       environment_factory=Env, reward_funcs=Env.reward_funcs)

@@ -123,3 +123,18 @@ def test_reference_potential_rises_along_the_shoppers_path():
         *_, info = env.step(action)
         values.append(potential(info["state"]))
     assert values == sorted(values) and values[-1] == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize("env_id", ["Align/WebShop-v0", "Align/WebForm-v0"])
+def test_the_choice_view_has_a_slot_for_every_valid_action(env_id):
+    from align_gym.registration import ENV_TABLE
+
+    slots = ENV_TABLE[env_id.replace("-v0", "-Choice-v0")][1]["slots"]
+    env = gym.make(env_id)
+    _, info = env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(5000):
+        assert len(info["valid_actions"]) <= slots
+        _, _, terminated, truncated, info = env.step(info["valid_actions"][int(rng.integers(len(info["valid_actions"])))])
+        if terminated or truncated:
+            _, info = env.reset()

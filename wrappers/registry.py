@@ -52,6 +52,8 @@ BUILTIN_SHAPINGS: dict[str, tuple[str, bool, str]] = {
              "caption similarity to LLM-suggested goals (Du et al. 2023); llm=hf:default|openai:..."),
     "motif": ("align_gym.llm_rewards.motif:make_motif", False,
               "Bradley-Terry caption reward from offline LLM preferences (Klissarov et al. 2023); llm=...|oracle"),
+    "web_judge": ("align_gym.llm_rewards.web_judge:make_web_judge", False,
+                  "an LLM rates each page for progress on its instruction, paid per step (WebRL, WebArbiter); llm=..."),
     "oni": ("align_gym.llm_rewards.oni:make_oni", False,
             "online LLM labels of the agent's captions (Zheng et al. 2024); variant=retrieval|classification, llm=...|oracle"),
 }

@@ -137,7 +137,6 @@ class Catalogue:
         corpus = [f"{p.title} {p.type} {p.category} {' '.join(p.attributes)}" for p in self.products]
         self._index = bm25s.BM25()
         self._index.index(bm25s.tokenize(corpus, stopwords="en", show_progress=False), show_progress=False)
-        self._lock = threading.Lock()  # bm25s keeps scratch state while retrieving
 
     def search(self, query: str, limit: int = MAX_RESULTS) -> tuple[Product, ...]:
         """The products best matching ``query`` by BM25, best first (those with a positive score)."""
@@ -147,10 +146,11 @@ class Catalogue:
         words = [w for w in tokens[0] if w in self._index.vocab_dict]
         if not words:
             return ()
-        with self._lock:
-            ids, scores = self._index.retrieve([words], k=min(limit, len(self.products)), show_progress=False,
-                                               n_threads=1)
-        return tuple(self.products[int(i)] for i, s in zip(ids[0], scores[0]) if s > 0)
+        # Scores for every product, read from the index (pure reads: safe across threads), then the
+        # top ones; bm25s's retrieve() starts a thread pool per call, which costs more than the search.
+        scores = self._index.get_scores(words)
+        best = np.argsort(-scores, kind="stable")[:limit]
+        return tuple(self.products[int(i)] for i in best if scores[i] > 0)
 
     def instruction(self, rng: np.random.Generator) -> Goal:
         """A solvable instruction drawn from ``rng`` (WebShop's recipe; see the module docstring)."""
