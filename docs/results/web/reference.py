@@ -13,18 +13,25 @@ import numpy as np
 
 import align_gym  # noqa: F401
 from align_gym.envs.web.webshop import scripted_shopper
+from align_gym.wrappers import shape_env
 
 SEEDS, EPISODES = range(1000, 1005), 100
 
 
+def make():
+    """WebShop-Choice with the reward-terms contract (``info["env_reward"]``), no shaping."""
+    return shape_env(gym.make("Align/WebShop-Choice-v0"), "none", gamma=1.0)
+
+
 def scripted(seed: int) -> tuple[float, float]:
-    env = gym.make("Align/WebShop-Choice-v0").unwrapped
+    env = make()
+    view = env.unwrapped
     scores, wins = [], []
     for episode in range(EPISODES):
         env.reset(seed=seed * EPISODES + episode)
         total, info = 0.0, {}
-        for action in scripted_shopper(copy.deepcopy(env.text_env)):  # planned on a copy, played by slot
-            slot = [env.command(k) for k in range(env.action_space.n)].index(action)
+        for action in scripted_shopper(copy.deepcopy(view.text_env)):  # planned on a copy, played by slot
+            slot = [view.command(k) for k in range(view.action_space.n)].index(action)
             *_, info = env.step(slot)
             total += info["env_reward"]
         scores.append(total)
@@ -33,14 +40,14 @@ def scripted(seed: int) -> tuple[float, float]:
 
 
 def random_masked(seed: int) -> tuple[float, float]:
-    env = gym.make("Align/WebShop-Choice-v0").unwrapped
+    env = make()
     rng = np.random.default_rng(seed)
     scores, wins = [], []
     for episode in range(EPISODES):
         env.reset(seed=seed * EPISODES + episode)
         total = 0.0
         while True:
-            *_, terminated, truncated, info = env.step(int(rng.choice(np.flatnonzero(env.action_masks()))))
+            *_, terminated, truncated, info = env.step(int(rng.choice(np.flatnonzero(env.unwrapped.action_masks()))))
             total += info["env_reward"]
             if terminated or truncated:
                 break
