@@ -190,13 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve_llm.set_defaults(run=_cmd_serve_llm)
 
     serve_env = commands.add_parser(
-        "serve-env", help="serve a text or tool env as an OpenEnv environment server",
-        description="Serve an Align text or tool env as an OpenEnv environment server (WebSocket /ws, plus "
+        "serve-env", help="serve a text, tool or web env as an OpenEnv environment server",
+        description="Serve an Align text, tool or web env as an OpenEnv environment server (WebSocket /ws, plus "
                     "OpenEnv's HTTP routes), each client session with its own env instance. Actions are "
                     '{"action": "<text>"}; observations carry text, valid_actions, state_hash, env_reward and '
                     "reward_terms; the reward is the task reward plus the terms. Any OpenEnv client "
                     "(GenericEnvClient; TRL, SkyRL, ART, Unsloth, NeMo Gym) reads it.")
-    serve_env.add_argument("--env", required=True, help="an Align text or tool env id, e.g. Align/ToolCalc-v0")
+    serve_env.add_argument("--env", required=True, help="an Align text, tool or web env id, e.g. Align/ToolCalc-v0")
     serve_env.add_argument("--shaping", default="none", help="a shaping spec, layers joined by + (default none)")
     serve_env.add_argument("--gamma", type=float, default=1.0,
                            help="the trainer's discount (default 1: GRPO-style trainers score undiscounted returns)")
