@@ -287,7 +287,7 @@ def load_template(name: str, *, dirs: Iterable[str | os.PathLike[str]] = ()) -> 
 def list_templates(*, dirs: Iterable[str | os.PathLike[str]] = ()) -> list[str]:
     """Sorted names of every template found in :func:`template_dirs`.
 
-    >>> {"motif_pair", "oni_label", "ellm_goals", "rate_number", "potential_code", "repair"} <= set(list_templates())
+    >>> {"motif_pair", "oni_label", "ellm_goals", "rate_number", "reward_code", "repair"} <= set(list_templates())
     True
     """
     names = set()

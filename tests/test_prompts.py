@@ -25,14 +25,16 @@ from align_gym.llm_rewards.prompts import (
     load_template,
 )
 
-SHIPPED = ["ellm_goals", "motif_pair", "oni_label", "potential_code", "rate_number", "repair"]
+SHIPPED = ["ellm_goals", "motif_pair", "oni_label", "rate_number", "repair", "reward_code", "web_progress"]
 FIELDS = {
     "motif_pair": {"task": "Open the door.", "description_1": "You pick up the key.", "description_2": "You bump into a wall."},
     "oni_label": {"task": "Open the door.", "caption": "You pick up the key.",
                   "examples": 'Example 1: "You open the door." is extremely helpful and should be labelled as FOO.'},
     "ellm_goals": {"verbs": "pick up, open, go to", "state": "You see a key and a locked door. You hold nothing."},
     "rate_number": {"task": "Open the door.", "caption": "You pick up the key."},
-    "potential_code": {"task": "Open the door.", "state_schema": "- has_key: whether the agent holds the key"},
+    "reward_code": {"task": "Open the door.", "abstraction": "class State:\n    has_key: bool  # whether the agent holds the key",
+                    "function": "potential(state: dict) -> float", "meaning": "Higher closer to the goal."},
+    "web_progress": {"task": "Buy it.", "page": "WebShop\n[search box]"},
     "repair": {"answer": "I like it.", "error": "no number found"},
 }
 
@@ -126,11 +128,12 @@ def test_ellm_goals_has_verbs_two_bullet_examples_then_state():
         assert parse_bullets("\n".join(bullets))  # the few-shot answers are in the required format
 
 
-def test_rate_number_potential_code_and_repair():
+def test_rate_number_reward_code_and_repair():
     assert "Rating: N" in load_template("rate_number").render(**FIELDS["rate_number"])
     assert parse_number("Rating: 6", 0, 10) == 6.0
-    code = load_template("potential_code").render(**FIELDS["potential_code"])
+    code = load_template("reward_code").render(**FIELDS["reward_code"])
     assert "```python" in code and "potential(state: dict) -> float" in code and "(not given)" in code
+    assert "has_key: bool" in code
     assert parse_python_block("```python\ndef potential(state):\n    return 0.0\n```", require_function="potential")
     repair = load_template("repair").render(answer="great!", error="no number found", answer_format="Rating: N")
     assert '"""\ngreat!\n"""' in repair and "no number found" in repair and "Rating: N" in repair

@@ -30,11 +30,12 @@ from typing import Any
 
 from .core import RewardModule
 
-Builder = Callable[..., RewardModule | None]
+Builder = Callable[..., RewardModule | list[RewardModule] | None]
 SpecLike = str | Sequence["ShapingSpec"]
 
 # name -> ("module:function" that builds it, invariant, one-line summary). The builder is called as
-# build(env, gamma=..., **kwargs) and returns a reward module (None for no shaping).
+# build(env, gamma=..., **kwargs) and returns a reward module, a list of them (one term each: the
+# components of one function), or None for no shaping.
 BUILTIN_SHAPINGS: dict[str, tuple[str, bool, str]] = {
     "none": ("align_gym.wrappers.registry:build_none", True,
              "no shaping: the task reward alone (the baseline)"),
@@ -52,6 +53,10 @@ BUILTIN_SHAPINGS: dict[str, tuple[str, bool, str]] = {
              "caption similarity to LLM-suggested goals (Du et al. 2023); llm=hf:default|openai:..."),
     "motif": ("align_gym.llm_rewards.motif:make_motif", False,
               "Bradley-Terry caption reward from offline LLM preferences (Klissarov et al. 2023); llm=...|oracle"),
+    "llm_potential": ("align_gym.llm_rewards.reward_code:make_llm_potential", True,
+                      "an LLM-written potential (Eureka, Text2Reward) from path=FILE.py or a reward-search folder"),
+    "llm_reward": ("align_gym.llm_rewards.reward_code:make_llm_reward", False,
+                   "an LLM-written reward(state, action, next_state) added raw, from path=FILE.py or a search folder"),
     "web_judge": ("align_gym.llm_rewards.web_judge:make_web_judge", False,
                   "an LLM rates each page for progress on its instruction, paid per step (WebRL, WebArbiter); llm=..."),
     "oni": ("align_gym.llm_rewards.oni:make_oni", False,
@@ -93,7 +98,7 @@ class ShapingEntry:
     invariant: bool
     summary: str
 
-    def build(self, env: Any, gamma: float, **kwargs: Any) -> RewardModule | None:
+    def build(self, env: Any, gamma: float, **kwargs: Any) -> RewardModule | list[RewardModule] | None:
         return self.builder()(env, gamma=gamma, **kwargs)
 
     def builder(self) -> Builder:
@@ -212,7 +217,9 @@ def make_modules(spec: SpecLike | ShapingSpec, env: Any, *, gamma: float) -> lis
             module = entry.build(env, gamma=gamma, **layer.kwargs)
         except TypeError as error:
             raise ValueError(f"bad arguments for shaping {layer}: {error}") from error
-        if module is not None:
+        if isinstance(module, list):
+            modules.extend(module)
+        elif module is not None:
             modules.append(module)
     names = [module.name for module in modules]
     for name in {n for n in names if names.count(n) > 1}:
