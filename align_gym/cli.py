@@ -83,6 +83,23 @@ def _cmd_serve_web(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reward_search(args: argparse.Namespace) -> int:
+    from .llm_rewards.reward_search import RewardSearch, SearchConfig
+
+    def seeds(text: str) -> list[int]:
+        return [int(part) for part in text.split(",") if part.strip()]
+
+    try:
+        config = SearchConfig(env_id=args.env, kind=args.kind, llm=args.llm, iterations=args.iterations,
+                              samples=args.samples, repairs=args.repairs, agent=args.agent, steps=args.steps,
+                              search_seeds=seeds(args.search_seeds), final_steps=args.final_steps,
+                              fresh_seeds=seeds(args.fresh_seeds), jobs=args.jobs, candidates=args.candidates)
+        summary = RewardSearch(config, args.out).run()
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"align-gym reward-search: {error}") from None
+    return 0 if summary["best"] else 1
+
+
 def _cmd_cache(args: argparse.Namespace) -> int:
     import json
 
@@ -214,6 +231,30 @@ def build_parser() -> argparse.ArgumentParser:
     serve_web.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve_web.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     serve_web.set_defaults(run=_cmd_serve_web)
+
+    search = commands.add_parser(
+        "reward-search", help="search for an LLM-written potential or reward (Eureka, Text2Reward)",
+        description="The LLM writes shaping code from the env's task and state schema; each candidate is checked "
+                    "in the sandbox (errors fed back for repair), trained on the search seeds, and reflected on "
+                    "(Eureka); the best by task return is compared with none and the reference potential on fresh "
+                    "seeds. Everything is saved in --out; summary.json lists every candidate and why it lost.",
+        epilog="example: align-gym reward-search --env Align/PointMaze-v0 --candidates my_potentials/ --out runs/rs")
+    search.add_argument("--env", required=True, help="an Align env id (it needs a state_schema)")
+    search.add_argument("--kind", default="potential", choices=["potential", "reward"],
+                        help="potential (invariant, the default) or reward (added raw, not invariant)")
+    search.add_argument("--llm", default="hf:default", help="the writer's client spec (default hf:default)")
+    search.add_argument("--iterations", type=int, default=2, help="rounds of generation and reflection (default 2)")
+    search.add_argument("--samples", type=int, default=4, help="candidates per iteration (default 4)")
+    search.add_argument("--repairs", type=int, default=1, help="repairs per candidate (default 1)")
+    search.add_argument("--candidates", default=None, help="a folder of .py candidates: no LLM is loaded or called")
+    search.add_argument("--agent", default="ppo", help="the SB3 agent (default ppo)")
+    search.add_argument("--steps", type=int, default=20_000, help="training steps per candidate and seed (default 20000)")
+    search.add_argument("--search-seeds", default="0,1", help="seeds the search trains on (default 0,1)")
+    search.add_argument("--final-steps", type=int, default=50_000, help="the fresh-seed comparison's steps (default 50000)")
+    search.add_argument("--fresh-seeds", default="100,101,102,103,104", help="the comparison's seeds (default 100-104)")
+    search.add_argument("--jobs", type=int, default=2, help="training runs at once (default 2)")
+    search.add_argument("--out", required=True, help="the folder everything is saved in")
+    search.set_defaults(run=_cmd_reward_search)
 
     llm = commands.add_parser("llm", help="LLM layer tools (the on-disk cache)", description="LLM layer tools.")
     llm_commands = llm.add_subparsers(dest="llm_command", metavar="COMMAND", required=True)

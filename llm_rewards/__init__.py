@@ -11,7 +11,8 @@ from .clients import LLMClient, get_client, mean_logprob, parse_client_spec, tot
 from .labeller import ProcessLabeller
 from .parsing import ParseError, ParseOutcome, ParseStats, parse_with_repair
 from .prompts import PromptTemplate, list_templates, load_template
+from .reward_code import LLMPotential
 
-__all__ = ["Annotator", "CacheMiss", "LLMCache", "LLMClient", "ParseError", "ParseOutcome", "ParseStats",
+__all__ = ["Annotator", "CacheMiss", "LLMCache", "LLMClient", "LLMPotential", "ParseError", "ParseOutcome", "ParseStats",
            "ProcessLabeller", "PromptTemplate", "cache_key", "get_client", "list_templates", "load_template", "mean_logprob",
            "parse_client_spec", "parse_with_repair", "total_logprob"]

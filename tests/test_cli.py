@@ -16,7 +16,7 @@ def test_list_prints_every_env_and_shaping():
     assert "pbrs" in shapings and "invariant" in shapings
 
 
-@pytest.mark.parametrize("command", [[], ["list"], ["demo"], ["bench"], ["report"], ["serve-llm"], ["serve-env"], ["serve-web"], ["llm", "cache"]])
+@pytest.mark.parametrize("command", [[], ["list"], ["demo"], ["bench"], ["report"], ["serve-llm"], ["serve-env"], ["serve-web"], ["reward-search"], ["llm", "cache"]])
 def test_help_on_every_command(command):
     assert "usage: align-gym" in run(*command, "--help").stdout
 

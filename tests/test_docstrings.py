@@ -15,7 +15,7 @@ MODULES = [
     "align_gym.envs.web.pages", "align_gym.envs.web.catalogue", "align_gym.envs.web.webshop", "align_gym.envs.web.webform", "align_gym.envs.web.server",
     "align_gym.llm_rewards.annotator", "align_gym.llm_rewards.labeller", "align_gym.llm_rewards.judge_check", "align_gym.llm_rewards.cache", "align_gym.llm_rewards.parsing",
     "align_gym.llm_rewards.prompts", "align_gym.llm_rewards.sandbox", "align_gym.llm_rewards.codegen",
-    "align_gym.llm_rewards.reward_code",
+    "align_gym.llm_rewards.reward_code", "align_gym.llm_rewards.reward_search",
 ]
 
 
