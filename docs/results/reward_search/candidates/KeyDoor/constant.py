@@ -1,0 +1,2 @@
+def potential(state):
+    return 1.0

@@ -1,0 +1,2 @@
+def potential(state):
+    return 0.5

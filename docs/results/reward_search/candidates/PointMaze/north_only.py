@@ -1,0 +1,2 @@
+def potential(state):
+    return state["y"]
