@@ -194,7 +194,14 @@ class RewardSearch:
         return self._client
 
     def shaping(self, path: Path) -> str:
-        return f"llm_{self.config.kind}(path={str(path.resolve())!r})"
+        """The shaping spec of a code file: its path relative to the working directory where it
+        lies below it (rows and reports then name no machine's folders), else absolute."""
+        path = path.resolve()
+        try:
+            path = path.relative_to(Path.cwd())
+        except ValueError:
+            pass
+        return f"llm_{self.config.kind}(path={str(path)!r})"
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -255,7 +262,12 @@ class RewardSearch:
                               reason=attempt.reason, components=attempt.checked.components if attempt.checked else [],
                               answers=attempt.answers, errors=attempt.errors)
         self.say(f"  {stem}: {candidate.status}" + (f" ({candidate.reason})" if candidate.reason else ""))
+        self.save(candidate)
         return candidate
+
+    def save(self, candidate: Candidate) -> None:
+        """The candidate's record beside its code: answers, errors, status, reason, score, statistics."""
+        (self.out / candidate.file).with_suffix(".json").write_text(json.dumps(asdict(candidate), indent=1))
 
     def train(self, folder: Path, valid: list[Candidate]) -> None:
         from ..bench import Grid, cell_failed, run_grid
@@ -282,7 +294,7 @@ class RewardSearch:
             if candidate.score is not None and (self.best is None or candidate.score > self.best.score):
                 self.best = candidate
         for candidate in valid:
-            (self.out / candidate.file).with_suffix(".json").write_text(json.dumps(asdict(candidate), indent=1))
+            self.save(candidate)
 
     # -- the end -------------------------------------------------------------------------------
     def write_summary(self) -> dict[str, Any]:

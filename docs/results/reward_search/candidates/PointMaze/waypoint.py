@@ -1,3 +1,6 @@
+import math
+
+
 def potential(state):
     # Round the wall through the gap east of it: south of the wall, head for the gap first.
     gap_x, gap_y = 0.8, 0.5
