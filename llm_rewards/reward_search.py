@@ -26,8 +26,9 @@ by the command itself; the table is written beside the search.
 
 Everything lands in ``out``: ``states.json``, per iteration ``prompt.json`` and per candidate its
 ``.py`` (when code was extracted) and ``.json`` (answers, errors, status, reason, score,
-statistics), the cells' ``results.jsonl``, ``final.py`` and ``summary.json`` (``candidates``: file,
-status, reason, score; ``best``). ``LLMPotential.load(out)`` reloads the final function.
+statistics), the cells' ``results.jsonl``, ``summary.json`` (``candidates``: file, status, reason,
+score; ``best``: the chosen candidate's file) and a copy of the best as ``final.py``.
+``LLMPotential.load(out)`` reloads the chosen function.
 
 Simplified: Eureka samples 16 candidates for 5 iterations and trains each on the full budget; the
 defaults here are sized for a laptop (4 candidates, 2 iterations, 20k steps on 2 search seeds).
@@ -307,8 +308,7 @@ class RewardSearch:
             "llm": None if self.config.candidates else self.config.llm, "config": asdict(self.config),
             "candidates": [{"file": c.file, "status": c.status, "reason": c.reason, "score": c.score,
                             "iteration": c.iteration, "components": c.components} for c in self.candidates],
-            "best": "final.py" if self.best else None, "best_candidate": self.best.file if self.best else None,
-            "best_score": self.best.score if self.best else None,
+            "best": self.best.file if self.best else None, "best_score": self.best.score if self.best else None,
         }
         (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
         return summary

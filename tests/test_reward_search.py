@@ -45,7 +45,7 @@ def test_a_candidates_search_picks_the_good_one_and_records_why_the_others_lost(
     assert "reward-search: best: iter_1/good.py" in done.stdout
     summary = json.loads((out / "summary.json").read_text())
     rows = {row["file"]: row for row in summary["candidates"]}
-    assert summary["best"] == "final.py" and summary["best_candidate"] == "iter_1/good.py" and summary["llm"] is None
+    assert summary["best"] == "iter_1/good.py" and summary["llm"] is None
     assert rows["iter_1/good.py"]["status"] == "valid" and rows["iter_1/good.py"]["reason"] == ""
     assert rows["iter_1/constant.py"]["status"] == "valid"
     assert rows["iter_1/constant.py"]["score"] < rows["iter_1/good.py"]["score"]
@@ -86,4 +86,4 @@ def test_the_loop_runs_end_to_end_with_the_embedded_model(tmp_path, embedded):
         assert record.exists() or row["status"] == "rejected"  # code is saved whenever some was extracted
     assert (tmp_path / "iter_1" / "prompt.json").exists()
     # A usable result either way: the best valid candidate, or a clear record that none was valid.
-    assert (summary["best"] == "final.py") == any(row["status"] == "valid" for row in summary["candidates"])
+    assert (summary["best"] is not None) == any(row["status"] == "valid" for row in summary["candidates"])
