@@ -259,6 +259,8 @@ class RewardSearch:
         code = folder / f"{stem}.py"
         if attempt.source is not None:
             code.write_text(attempt.source + "\n")
+        else:  # no code was extracted: the candidate is its record
+            code = code.with_suffix(".json")
         candidate = Candidate(file=str(code.relative_to(self.out)), iteration=iteration, status=attempt.status,
                               reason=attempt.reason, components=attempt.checked.components if attempt.checked else [],
                               answers=attempt.answers, errors=attempt.errors)

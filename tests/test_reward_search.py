@@ -82,8 +82,8 @@ def test_the_loop_runs_end_to_end_with_the_embedded_model(tmp_path, embedded):
     assert len(summary["candidates"]) == 2
     for row in summary["candidates"]:
         assert row["status"] in ("valid", "rejected") and (row["status"] == "valid" or row["reason"])
-        record = tmp_path / row["file"]
-        assert record.exists() or row["status"] == "rejected"  # code is saved whenever some was extracted
+        assert (tmp_path / row["file"]).exists()  # the code, or the record of a candidate without any
+        assert (tmp_path / row["file"]).with_suffix(".json").exists()
     assert (tmp_path / "iter_1" / "prompt.json").exists()
     # A usable result either way: the best valid candidate, or a clear record that none was valid.
     assert (summary["best"] is not None) == any(row["status"] == "valid" for row in summary["candidates"])
