@@ -179,6 +179,7 @@ def trl_environment(env_id: str, shaping: SpecLike = "none", *, gamma: float = 1
         "env_id": env_id, "shaping": shaping, "gamma": gamma, "env_kwargs": dict(env_kwargs), "base_seed": seed,
         "show_valid_actions": show_valid_actions and not tools, "term_names": term_names,
         "reward_funcs": [_term_reward(name) for name in term_names], "_instances": 0, "_warned": False,
+        "dataset": classmethod(_dataset),
     }
     if tools:
         for name, tool in tools.items():
@@ -191,7 +192,6 @@ def trl_environment(env_id: str, shaping: SpecLike = "none", *, gamma: float = 1
     class_name = re.sub(r"\W+", "_", env_id.removeprefix("Align/"))
     cls = type(class_name, (AlignTRLEnvironment,), namespace)
     cls.__doc__ = f"{env_id} for TRL, shaped by {shaping!r}: see :func:`trl_environment`."
-    cls.dataset = classmethod(_dataset)  # type: ignore[attr-defined]
     return cls
 
 
