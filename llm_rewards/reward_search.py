@@ -334,7 +334,9 @@ class RewardSearch:
         from ..report import write_report
 
         config = self.config
-        shapings = ["none", self.shaping(self.out / "final.py")]
+        # The chosen candidate's own file (not final.py): a cell's identity is its spec, so a
+        # resumed search whose best changed never reuses the old best's runs.
+        shapings = ["none", self.shaping(self.out / self.best.file)]
         if "reference" in getattr(gym.make(config.env_id).unwrapped, "potentials", {}):
             shapings.append("pbrs(potential=reference)")
         grid = Grid(envs=[config.env_id], shapings=shapings, agents=[config.agent], seeds=config.fresh_seeds,

@@ -57,7 +57,7 @@ def test_a_candidates_search_picks_the_good_one_and_records_why_the_others_lost(
                                    "goal_x": 1, "goal_y": 1}) == pytest.approx(0.6)
     assert not list(out.glob("iter_1/prompt.json"))  # no LLM was asked
     final = (out / "final" / "summary.md").read_text()  # the comparison on a fresh seed
-    assert "| none |" in final and "pbrs(potential=reference)" in final and "final.py" in final
+    assert "| none |" in final and "pbrs(potential=reference)" in final and "iter_1/good.py" in final
     seeds = {json.loads(line).get("seed") for line in (out / "final" / "results.jsonl").read_text().splitlines()}
     assert seeds <= {100, None}
 
