@@ -311,9 +311,17 @@ class RewardSearch:
             "candidates": [{"file": c.file, "status": c.status, "reason": c.reason, "score": c.score,
                             "iteration": c.iteration, "components": c.components} for c in self.candidates],
             "best": self.best.file if self.best else None, "best_score": self.best.score if self.best else None,
+            "warning": self.warning(),
         }
         (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
         return summary
+
+    def warning(self) -> str | None:
+        """What a reader must know about the choice: nothing learned, so it was arbitrary."""
+        if self.best is not None and not self.best.score:
+            return ("no candidate earned any task return within the search budget: the best was chosen among ties "
+                    "(the first found); raise --steps")
+        return None
 
     def finish(self) -> dict[str, Any]:
         if self.best is None:
@@ -321,6 +329,8 @@ class RewardSearch:
             return self.write_summary()
         shutil.copyfile(self.out / self.best.file, self.out / "final.py")
         summary = self.write_summary()
+        if summary["warning"]:
+            self.say("warning: " + summary["warning"])
         self.say(f"best: {self.best.file} (task return {self.best.score:.3f} over training); "
                  f"comparing it on fresh seeds {self.config.fresh_seeds}")
         self.compare()

@@ -3,8 +3,8 @@
 # (2 iterations x 4 samples, 1 repair each); it writes no valid code, and the run records why. Then
 # the same search over five hand-written candidates per env (candidates/<env>/: a good potential,
 # plausible but misleading ones, a constant, a broken one), as a person with code from a stronger
-# model would run it: each trained on search seeds 0-1 (60k steps on KeyDoor-8x8, where 20k teaches
-# no candidate anything; 20k on PointMaze), the best by task return
+# model would run it: each trained on search seeds 0-1 (60k steps on KeyDoor-8x8 and 40k on
+# PointMaze: at the default 20k no candidate earned any task return on either), the best by task return
 # compared with none and the env's reference potential on fresh seeds 100-104 (150k steps), all
 # scored on the task reward. Resumable: rerun to finish (LLM calls come from the cache, finished
 # cells are skipped).
@@ -13,7 +13,7 @@ out=docs/results/reward_search
 align-gym reward-search --env Align/KeyDoor-8x8-v0 --llm hf:default --iterations 2 --samples 4 --out "$out/KeyDoor-llm" \
     || echo "the embedded model's search found no valid candidate (see $out/KeyDoor-llm/summary.json)"
 for env in KeyDoor PointMaze; do
-    id=Align/$env-v0 steps=20000
+    id=Align/$env-v0 steps=40000
     [ "$env" = KeyDoor ] && id=Align/KeyDoor-8x8-v0 steps=60000
     align-gym reward-search --env "$id" --candidates "$out/candidates/$env" --steps "$steps" --search-seeds 0,1 \
         --final-steps 150000 --fresh-seeds 100,101,102,103,104 --out "$out/$env"
