@@ -1,0 +1,3 @@
+def potential(state):
+    return state["y"]
+
