@@ -248,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--repairs", type=int, default=1, help="repairs per candidate (default 1)")
     search.add_argument("--candidates", default=None, help="a folder of .py candidates: no LLM is loaded or called")
     search.add_argument("--agent", default="ppo", help="the SB3 agent (default ppo)")
-    search.add_argument("--steps", type=int, default=20_000, help="training steps per candidate and seed (default 20000)")
+    search.add_argument("--steps", type=int, default=50_000, help="training steps per candidate and seed (default 50000)")
     search.add_argument("--search-seeds", default="0,1", help="seeds the search trains on (default 0,1)")
     search.add_argument("--final-steps", type=int, default=50_000, help="the fresh-seed comparison's steps (default 50000)")
     search.add_argument("--fresh-seeds", default="100,101,102,103,104", help="the comparison's seeds (default 100-104)")

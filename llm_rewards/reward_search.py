@@ -31,7 +31,7 @@ score; ``best``: the chosen candidate's file) and a copy of the best as ``final.
 ``LLMPotential.load(out)`` reloads the chosen function.
 
 Simplified: Eureka samples 16 candidates for 5 iterations and trains each on the full budget; the
-defaults here are sized for a laptop (4 candidates, 2 iterations, 20k steps on 2 search seeds).
+defaults here are sized for a laptop (4 candidates, 2 iterations, 50k steps on 2 search seeds).
 
 >>> rows = [[{"return_mean": 0.0, "success_rate": 0.0, "train_true_return": 0.0},
 ...          {"return_mean": 0.5, "success_rate": 1.0, "train_true_return": 0.4}]]  # one seed's evaluations
@@ -70,7 +70,7 @@ class SearchConfig:
     max_tokens: int = 600  # per answer
     states: int = 256  # recorded states each candidate is checked on
     agent: str = "ppo"
-    steps: int = 20_000  # training budget per candidate and search seed
+    steps: int = 50_000  # training budget per candidate and search seed
     search_seeds: list[int] = field(default_factory=lambda: [0, 1])
     final_steps: int = 50_000  # the fresh-seed comparison's budget
     fresh_seeds: list[int] = field(default_factory=lambda: [100, 101, 102, 103, 104])

@@ -4,7 +4,7 @@
 # the same search over five hand-written candidates per env (candidates/<env>/: a good potential,
 # plausible but misleading ones, a constant, a broken one), as a person with code from a stronger
 # model would run it: each trained on search seeds 0-1 (60k steps on KeyDoor-8x8 and 40k on
-# PointMaze: at the default 20k no candidate earned any task return on either), the best by task return
+# PointMaze: at 20k no candidate earned any task return on either), the best by task return
 # compared with none and the env's reference potential on fresh seeds 100-104 (150k steps), all
 # scored on the task reward. Resumable: rerun to finish (LLM calls come from the cache, finished
 # cells are skipped).
