@@ -222,7 +222,7 @@ class RewardSearch:
     def generate(self, folder: Path, iteration: int, inputs: list[Any]) -> list[Candidate]:
         import gymnasium as gym
 
-        import align_gym  # noqa: F401
+        from .prompts import load_template
 
         config = self.config
         env = gym.make(config.env_id)
@@ -231,8 +231,6 @@ class RewardSearch:
         prompt = reward_prompt(env, config.kind, example, feedback)
         (folder / "prompt.json").write_text(json.dumps(prompt, indent=1))
         self.say(f"iteration {iteration}: asking {config.llm} for {config.samples} candidates")
-        from .prompts import load_template
-
         attempts = write_code(self.client, prompt, SPECS[config.kind], inputs, samples=config.samples,
                               repairs=config.repairs, temperature=config.temperature, max_tokens=config.max_tokens,
                               template_key=load_template("reward_code").key)
@@ -305,6 +303,7 @@ class RewardSearch:
             if c.status == "valid" and self.best is not None and c is not self.best and c.score is not None:
                 c.reason = (f"tied with the best ({c.score:.3f}); the first found is kept" if c.score == self.best.score
                             else f"lower task return than the best ({c.score:.3f} vs {self.best.score:.3f})")
+                self.save(c)
         summary = {
             "env_id": self.config.env_id, "kind": self.config.kind,
             "llm": None if self.config.candidates else self.config.llm, "config": asdict(self.config),
