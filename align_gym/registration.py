@@ -10,6 +10,10 @@ ENV_TABLE: dict[str, tuple[str, dict]] = {
     "Align/KeyDoor-8x8-v0": ("align_gym.envs.keydoor:KeyDoorEnv", {"size": 8}),
     "Align/KeyDoor-16x16-v0": ("align_gym.envs.keydoor:KeyDoorEnv", {"size": 16}),
     "Align/KeyDoor-v0": ("align_gym.envs.keydoor:KeyDoorEnv", {"size": 8}),  # = KeyDoor-8x8
+    # KeyDoor with subgoal rewards, and the same task with its reward withheld to the episode's end.
+    "Align/KeyDoorSubgoals-v0": ("align_gym.envs.keydoor:KeyDoorSubgoalsEnv", {"size": 8}),
+    "Align/KeyDoorSubgoals-Episodic-v0": ("align_gym.wrappers.episodic:episodic_task",
+                                          {"env_id": "Align/KeyDoorSubgoals-v0"}),
     "Align/MountainCarSparse-v0": ("align_gym.envs.mountaincar:MountainCarSparseEnv", {"continuous": False}),
     "Align/MountainCarSparseContinuous-v0": ("align_gym.envs.mountaincar:MountainCarSparseEnv", {"continuous": True}),
     "Align/PointMaze-v0": ("align_gym.envs.pointmaze:PointMazeEnv", {}),

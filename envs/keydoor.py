@@ -211,3 +211,31 @@ class KeyDoorEnv(AlignEnv):
             grid[self.key[1], self.key[0]] = _COLOURS["key"]
         grid[self.agent[1], self.agent[0]] = _COLOURS["agent"]
         return np.kron(grid, np.ones((px, px, 1), dtype=np.uint8))
+
+
+KEY_REWARD, DOOR_REWARD, GOAL_SHARE = 0.25, 0.25, 0.5
+
+
+class KeyDoorSubgoalsEnv(KeyDoorEnv):
+    """KeyDoor with a reward for each subgoal, spread over the episode: 0.25 for picking up the
+    key, 0.25 for unlocking the door, and ``0.5 * (1 - 0.9 t / T)`` for reaching the goal; the
+    parts are in ``info["reward_parts"]``. The dense task that the episodic tasks of credit
+    assignment withhold (``Align/KeyDoorSubgoals-Episodic-v0``).
+
+    >>> import gymnasium as gym, align_gym
+    >>> env = gym.make("Align/KeyDoorSubgoals-v0")
+    >>> _ = env.reset(seed=0)
+    >>> sorted(env.step(0)[-1]["reward_parts"])
+    ['door', 'goal', 'key']
+    """
+
+    task = ("Pick up the key (reward 0.25), unlock the door with it (0.25), and walk to the green goal square "
+            "(0.5, less the later you arrive).")
+
+    def step(self, action):
+        had_key, was_open = self.has_key, self.door_open
+        obs, reward, terminated, truncated, info = super().step(action)
+        parts = {"key": KEY_REWARD * float(self.has_key and not had_key),
+                 "door": DOOR_REWARD * float(self.door_open and not was_open), "goal": GOAL_SHARE * reward}
+        info["reward_parts"] = parts
+        return obs, sum(parts.values()), terminated, truncated, info

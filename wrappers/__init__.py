@@ -18,6 +18,7 @@ from .core import (
     shaping_layers,
 )
 from .count import CountBonus
+from .episodic import EpisodicReward
 from .intrinsic import IntrinsicReward, IntrinsicTerm
 from .potential import PotentialReward, PotentialShaping, make_potential_reward
 from .registry import (
@@ -49,7 +50,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "CountBonus", "IntrinsicReward", "IntrinsicTerm", "ENV_REWARD", "EPISODE_SUMMARY", "REWARD_TERMS", "EpisodeStarts", "EpisodeSummary", "ModuleDriver",
+    "CountBonus", "EpisodicReward", "IntrinsicReward", "IntrinsicTerm", "ENV_REWARD", "EPISODE_SUMMARY", "REWARD_TERMS", "EpisodeStarts", "EpisodeSummary", "ModuleDriver",
     "PotentialReward", "PotentialShaping", "PotentialShapingVecEnv", "PotentialShapingVector", "RewardModule",
     "ShapingSpec", "ShapingVecEnvWrapper", "ShapingVectorWrapper", "ShapingWrapper", "TransitionBatch",
     "check_spec", "format_spec", "is_invariant", "load_reward_module_states", "make_modules",
