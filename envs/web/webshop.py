@@ -97,9 +97,17 @@ class WebShopEnv(TextEnv):
         self.page_kind, self.query, self.results, self.results_page = "search", "", (), 0
         self.item: Product | None = None
         self.chosen: dict[str, str] = {}
+        self._shown_page: Page | None = None
         return "You are on the search page."
 
     def _page(self) -> Page:
+        """The current page, built once per state: a step reads it three times (the click, the
+        observation, the valid actions), and only :meth:`_act` changes it."""
+        if self._shown_page is None:
+            self._shown_page = self._build_page()
+        return self._shown_page
+
+    def _build_page(self) -> Page:
         head = [Text(f"Instruction: {self.goal.text}")]
         if self.page_kind == "search":
             return Page("WebShop", [*head, Element("search", "search")])
@@ -141,12 +149,15 @@ class WebShopEnv(TextEnv):
         try:
             verb, argument = parse_action(command)
             if verb == "search":
-                return self._search(argument)
-            if verb != "click":
+                outcome = self._search(argument)
+            elif verb == "click":
+                outcome = self._click(argument)
+            else:
                 raise ActionError(f"WebShop has no {verb}[...]: use search[query] or click[label].")
-            return self._click(argument)
         except ActionError as error:
-            return Outcome(str(error), valid=False)
+            return Outcome(str(error), valid=False)  # nothing changed: the page stands
+        self._shown_page = None
+        return outcome
 
     def _search(self, query: str) -> Outcome:
         if self.page_kind != "search":
