@@ -109,11 +109,6 @@ class EnvSession:
         self.seed: int | None = None  # the current episode's seed
         self.turns: list[Turn] = []  # the current episode: its reset, then each step
 
-    @property
-    def task(self) -> str:
-        """The task in one sentence (for envs with per-episode quests, the current one)."""
-        return str(self.env.unwrapped.task)
-
     def reset(self, seed: int | None = None) -> Turn:
         """Start an episode, from ``seed`` if given, else from the next seed of the session's stream."""
         self.seed = int(self._seeds.integers(2**31)) if seed is None else int(seed)

@@ -22,6 +22,13 @@ State = dict[str, Any]
 Potential = Callable[[State], float]
 
 
+def random_action(env: gym.Env, info: dict[str, Any], rng: Any) -> Any:
+    """A uniformly random admissible action: one of ``info["valid_actions"]`` in a text env (a
+    random string almost never does anything there), else a sample of the action space."""
+    valid = info.get("valid_actions")
+    return valid[int(rng.integers(len(valid)))] if valid else env.action_space.sample()
+
+
 class AlignEnv(gym.Env):
     """Base class: the contract's attributes and the info dict every step returns."""
 

@@ -121,6 +121,8 @@ def oracle_captions(env_id: str, per_class: int = 50, seed: int = 0, max_steps: 
 
     import align_gym  # noqa: F401  (registers the Align/ ids)
 
+    from ..envs.core import random_action
+
     env = gym.make(env_id)
     progress = env.unwrapped.potentials.get("reference") if hasattr(env.unwrapped, "potentials") else None
     if progress is None:
@@ -131,10 +133,7 @@ def oracle_captions(env_id: str, per_class: int = 50, seed: int = 0, max_steps: 
     out: dict[bool, list[str]] = {True: [], False: []}
     for _ in range(max_steps):
         state = info["state"]
-        # Text envs act among their valid actions (a random string almost never does anything).
-        valid = info.get("valid_actions")
-        action = valid[int(rng.integers(len(valid)))] if valid else env.action_space.sample()
-        observation, _, terminated, truncated, info = env.step(action)
+        observation, _, terminated, truncated, info = env.step(random_action(env, info, rng))
         made_progress = bool(info.get("success")) if terminated else progress(info["state"]) > progress(state)
         if len(out[made_progress]) < per_class:
             out[made_progress].append(observation if text == "observation" else info["caption"])

@@ -98,7 +98,7 @@ def record_inputs(env_id: str, kind: str, count: int, seed: int = 0) -> list[Any
     """``count`` inputs for the code from a random policy: states, or (state, action, next state)."""
     import gymnasium as gym
 
-    import align_gym  # noqa: F401
+    from ..envs.core import random_action
 
     env = gym.make(env_id)
     env.action_space.seed(seed)
@@ -106,8 +106,7 @@ def record_inputs(env_id: str, kind: str, count: int, seed: int = 0) -> list[Any
     _, info = env.reset(seed=seed)
     inputs: list[Any] = []
     while len(inputs) < count:
-        valid = info.get("valid_actions")
-        action = valid[int(rng.integers(len(valid)))] if valid else env.action_space.sample()
+        action = random_action(env, info, rng)
         state = info["state"]
         _, _, terminated, truncated, info = env.step(action)
         action = action.tolist() if isinstance(action, np.ndarray | np.generic) else action
