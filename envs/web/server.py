@@ -30,7 +30,7 @@ class WebApp:
 
         check_text_env_id(env_id)
         self.env = gym.make(env_id, **env_kwargs)
-        if not hasattr(self.env.unwrapped, "_page"):
+        if not hasattr(self.env.unwrapped, "page"):
             raise ValueError(f"{env_id} has no web pages to serve; serve-web takes Align/WebShop-v0 or Align/WebForm-v0")
         self.lock = threading.Lock()
         self.reset(seed)
@@ -52,7 +52,7 @@ class WebApp:
 
     def page(self) -> str:
         with self.lock:
-            body = self.env.unwrapped._page().html(live=True)
+            body = self.env.unwrapped.page().html(live=True)
             status = f'<p class="message">{html.escape(self.message)}</p>' if self.message else ""
             if self.done:
                 status += (f'<p id="episode-end">Episode over: reward {self.total:.2f}. '

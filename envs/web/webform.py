@@ -96,7 +96,8 @@ class WebFormEnv(TextEnv):
             self.task = f"Select {self.target_option} from the list and click Submit."
         return "A new task."
 
-    def _page(self) -> Page:
+    def page(self) -> Page:
+        """The current page (the observation shows it as text or HTML; ``serve-web`` serves it)."""
         parts: list[Any] = [Text(f"Instruction: {self.task}")]
         if self.kind == "form":
             parts += [Element("input", field, value) for field, value in self.values.items()]
@@ -122,14 +123,14 @@ class WebFormEnv(TextEnv):
         if self.kind != "form":
             raise ActionError("This page has no text field.")
         field, equals, text = argument.partition("=")
-        element = self._page().find(("input",), field)
+        element = self.page().find(("input",), field)
         if not equals or element is None:
             raise ActionError(f"Type into a field: type[field=text], with a field among {', '.join(self.values)}.")
         self.values[element.label] = text.strip()[:60]
         return Outcome("You type into a field.")
 
     def _select(self, argument: str) -> Outcome:
-        element = self._page().find(("option",), argument)
+        element = self.page().find(("option",), argument)
         if element is None:
             raise ActionError("Select an option of the list: select[option]." if self.kind == "list"
                               else "This page has no list.")
@@ -137,10 +138,10 @@ class WebFormEnv(TextEnv):
         return Outcome("You select an option.")
 
     def _click(self, argument: str) -> Outcome:
-        element = self._page().find(("button",), argument)
+        element = self.page().find(("button",), argument)
         if element is None:
             raise ActionError(f"Nothing to click called {argument[:40]!r}; clickable: "
-                              f"{', '.join(self._page().clickables())}.")
+                              f"{', '.join(self.page().clickables())}.")
         if self.kind == "sequence":
             self.clicks.append(element.label)
             right = self.clicks == self.target_clicks[:len(self.clicks)]
@@ -158,11 +159,11 @@ class WebFormEnv(TextEnv):
                        success=right, reward_parts={"task": float(right)})
 
     def _observe(self, message: str) -> str:
-        page = self._page()
+        page = self.page()
         return page.html() if self.observation == "html" else page.text()
 
     def valid_actions(self) -> list[str]:
-        page = self._page()
+        page = self.page()
         actions = []
         if self.kind == "form":
             mentioned = list(self.target.values())

@@ -100,7 +100,7 @@ class WebShopEnv(TextEnv):
         self._shown_page: Page | None = None
         return "You are on the search page."
 
-    def _page(self) -> Page:
+    def page(self) -> Page:
         """The current page, built once per state: a step reads it three times (the click, the
         observation, the valid actions), and only :meth:`_act` changes it."""
         if self._shown_page is None:
@@ -169,7 +169,7 @@ class WebShopEnv(TextEnv):
         return Outcome("You search the shop.")
 
     def _click(self, label: str) -> Outcome:
-        page = self._page()
+        page = self.page()
         element = page.find(("button", "link", "choice"), label)
         if element is None:
             options = ", ".join(page.clickables()[:12]) or "nothing (search instead)"
@@ -205,11 +205,11 @@ class WebShopEnv(TextEnv):
 
     # -- what the agent sees ----------------------------------------------------------------
     def _observe(self, message: str) -> str:
-        page = self._page()
+        page = self.page()
         return page.html() if self.observation == "html" else page.text()
 
     def valid_actions(self) -> list[str]:
-        page = self._page()
+        page = self.page()
         if self.page_kind == "bought":
             return []
         if self.page_kind == "search":
