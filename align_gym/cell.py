@@ -108,6 +108,7 @@ def run_cell(cell: Cell, on_row: Callable[[dict[str, Any]], None] | None = None)
     """
     import torch
 
+    from .agents.credit import install_credit
     from .agents.sb3 import RewardTermsCallback, TaskEvalCallback, make_vec_env, policy_for
     from .wrappers.core import offline_steps
 
@@ -119,6 +120,7 @@ def run_cell(cell: Cell, on_row: Callable[[dict[str, Any]], None] | None = None)
     gamma = hyper.setdefault("gamma", 0.99)  # one gamma for the agent and the shaping
     venv = make_vec_env(cell.env_id, n_envs=cell.n_envs, shaping=cell.shaping, gamma=gamma, seed=seeds.train)
     model = load_algorithm(cell.agent)(policy_for(venv), venv, seed=seeds.agent, device="cpu", verbose=0, **hyper)
+    relabelling = install_credit(model)  # a redistribution (ircr, rrd, lare) works inside the agent
     terms = RewardTermsCallback()
     definition = cell.definition()
 
@@ -139,7 +141,7 @@ def run_cell(cell: Cell, on_row: Callable[[dict[str, Any]], None] | None = None)
     evaluator = TaskEvalCallback(cell.env_id, cell.eval_every, cell.eval_episodes, seed=seeds.evaluation,
                                  on_row=add_training_stats, step_offset=spent)
     try:
-        model.learn(cell.steps - spent, callback=[terms, evaluator])
+        model.learn(cell.steps - spent, callback=[terms, evaluator, *relabelling])
     finally:
         venv.close()
     return evaluator.rows

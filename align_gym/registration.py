@@ -14,6 +14,9 @@ ENV_TABLE: dict[str, tuple[str, dict]] = {
     "Align/KeyDoorSubgoals-v0": ("align_gym.envs.keydoor:KeyDoorSubgoalsEnv", {"size": 8}),
     "Align/KeyDoorSubgoals-Episodic-v0": ("align_gym.wrappers.episodic:episodic_task",
                                           {"env_id": "Align/KeyDoorSubgoals-v0"}),
+    # Pendulum-v1's swing-up with a dense cost per step, and the same task with it withheld to the end.
+    "Align/Pendulum-v0": ("align_gym.envs.pendulum:PendulumEnv", {}),
+    "Align/Pendulum-Episodic-v0": ("align_gym.wrappers.episodic:episodic_task", {"env_id": "Align/Pendulum-v0"}),
     "Align/MountainCarSparse-v0": ("align_gym.envs.mountaincar:MountainCarSparseEnv", {"continuous": False}),
     "Align/MountainCarSparseContinuous-v0": ("align_gym.envs.mountaincar:MountainCarSparseEnv", {"continuous": True}),
     "Align/PointMaze-v0": ("align_gym.envs.pointmaze:PointMazeEnv", {}),

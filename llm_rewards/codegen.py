@@ -4,7 +4,9 @@ rewards use it.
 
 A :class:`CodeSpec` says what the code must define: a top-level function ``name`` taking
 ``arguments`` positional arguments (a state dict; or state, action, next state) and returning a
-finite number, or a dict of finite numbers with the same keys for every input (named components).
+finite number, or a dict of finite numbers with the same keys for every input (named components);
+or, with ``vector=True``, a list of finite numbers of the same length for every input (LaRe's
+latent factors).
 :func:`check_code` loads a source in the sandbox and runs it on recorded inputs (``info["state"]``
 dicts), raising :class:`CodeRejected` with the reason: a syntax error, a sandbox violation, an
 exception, a timeout, a wrong signature, a NaN or infinite value, a wrong type, components that
@@ -48,11 +50,13 @@ class CodeSpec:
     name: str
     arguments: int = 1
     timeout: float = 5.0  # seconds for one batch of recorded inputs
+    vector: bool = False  # a list of numbers of one fixed length, not a number or a dict
 
 
 @dataclass
 class CheckedCode:
-    """A source that passed: its outputs on the recorded inputs (totals) and component names."""
+    """A source that passed: its outputs on the recorded inputs (totals, or the vectors of a
+    vector spec) and component names."""
 
     source: str
     values: list[float]
@@ -95,6 +99,22 @@ def _total(output: Any, index: int, components: list[str] | None) -> tuple[float
     return total, keys
 
 
+def _vector(output: Any, index: int, size: int | None) -> list[float]:
+    """A vector output as floats (booleans count as 0 and 1), checked finite and of length ``size``."""
+    if not isinstance(output, (list, tuple)):
+        raise CodeRejected(f"input {index} gave a {type(output).__name__}, not a list of numbers")
+    if not output:
+        raise CodeRejected(f"input {index} gave an empty list")
+    if any(not isinstance(v, (int, float)) for v in output):
+        raise CodeRejected(f"input {index} gave a list with an element that is not a number")
+    values = [float(v) for v in output]
+    if not all(math.isfinite(v) for v in values):
+        raise CodeRejected(f"input {index} gave a value that is not finite ({output!r})")
+    if size is not None and len(values) != size:
+        raise CodeRejected(f"the output's length changed between inputs: {size} then {len(values)} at input {index}")
+    return values
+
+
 def check_code(source: str, spec: CodeSpec, inputs: Sequence[Any]) -> CheckedCode:
     """Load ``source`` in the sandbox and run it on ``inputs`` (each a state, or a tuple of
     ``spec.arguments`` values); :class:`CodeRejected` with the reason if anything is wrong."""
@@ -117,6 +137,11 @@ def check_code(source: str, spec: CodeSpec, inputs: Sequence[Any]) -> CheckedCod
         raise CodeRejected(f"the code failed on the recorded inputs: {error.reason}") from None
     finally:
         function.close()
+    if spec.vector:
+        vectors: list[Any] = []
+        for index, output in enumerate(outputs):
+            vectors.append(_vector(output, index, len(vectors[0]) if vectors else None))
+        return CheckedCode(source, vectors, [], list(outputs))
     values, components = [], None
     for index, output in enumerate(outputs):
         total, keys = _total(output, index, components)

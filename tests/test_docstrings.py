@@ -16,6 +16,8 @@ MODULES = [
     "align_gym.llm_rewards.annotator", "align_gym.llm_rewards.labeller", "align_gym.llm_rewards.judge_check", "align_gym.llm_rewards.cache", "align_gym.llm_rewards.parsing",
     "align_gym.llm_rewards.prompts", "align_gym.llm_rewards.sandbox", "align_gym.llm_rewards.codegen",
     "align_gym.llm_rewards.reward_code", "align_gym.llm_rewards.reward_search",
+    "align_gym.wrappers.tokens", "align_gym.wrappers.credit", "align_gym.wrappers.ircr", "align_gym.wrappers.rrd",
+    "align_gym.agents.credit", "align_gym.envs.pendulum",
 ]
 
 

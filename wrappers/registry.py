@@ -59,6 +59,12 @@ BUILTIN_SHAPINGS: dict[str, tuple[str, bool, str]] = {
                    "an LLM-written reward(state, action, next_state) added raw, from path=FILE.py or a search folder"),
     "web_judge": ("align_gym.llm_rewards.web_judge:make_web_judge", False,
                   "an LLM rates each page for progress on its instruction, paid per step (WebRL, WebArbiter); llm=..."),
+    "ircr": ("align_gym.wrappers.ircr:make_ircr", False,
+             "IRCR (Gangwani et al. 2020): each step paid its episode's min-max normalised R/T, relabelled in the agent"),
+    "rrd": ("align_gym.wrappers.rrd:make_rrd", False,
+            "RRD (Ren et al. 2022): a per-step reward model fit to returns on random subsequences; online=true pays it online"),
+    "lare": ("align_gym.llm_rewards.lare:make_lare", False,
+             "LaRe (Qu et al. 2025): LLM-written latent factors of each step, decoded by an RRD-trained model; llm=...|code=FILE.py"),
     "oni": ("align_gym.llm_rewards.oni:make_oni", False,
             "online LLM labels of the agent's captions (Zheng et al. 2024); variant=retrieval|classification, llm=...|oracle"),
 }
