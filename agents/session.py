@@ -25,6 +25,7 @@ import numpy as np
 from gymnasium import spaces
 
 from ..wrappers.core import shaping_layers
+from ..wrappers.credit import redistribution_modules
 from ..wrappers.registry import SpecLike, shape_env
 
 
@@ -101,6 +102,11 @@ class EnvSession:
             raise ValueError(f"{env_id} takes {env.action_space}, not text")
         try:
             self.env = shape_env(env, shaping, gamma=gamma)
+            waiting = redistribution_modules(self.env)
+            if waiting:
+                raise ValueError(f"{waiting[0].name} relabels an SB3 agent's rollout or replay buffer, which a trainer "
+                                 "session has not: pay a learned redistribution online (rrd(online=true), "
+                                 "lare(online=true)) or export per-turn rewards with align_gym.wrappers.tokens")
         except Exception:
             env.close()
             raise

@@ -9,11 +9,13 @@ dense return, the sum of ``info["dense_reward"]``, is printed beside it as a che
 
 These are gymnasium ids, not ``Align/`` ids: they have no captions, symbolic state or potentials,
 so potential shaping and caption-based LLM methods do not apply to them; redistribution of the
-episodic reward does (IRCR, RRD, or LaRe with latent-reward code that reads the observation).
-Plain SAC on the episodic reward, as here, is the baseline those methods are measured against.
+episodic reward does: ``--shaping rrd`` (the default; RRD's reward model over observations and
+actions relabels each minibatch SAC samples) or ``--shaping ircr``; ``--shaping none`` is plain SAC
+on the episodic reward, the baseline they are measured against.
 
     pip install "gymnasium[mujoco]==1.2.0"
     python examples/episodic_mujoco.py --env Hopper-v5 --steps 3000
+    python examples/episodic_mujoco.py --env Hopper-v5 --steps 3000 --shaping none
     python examples/episodic_mujoco.py --env Walker2d-v5 --steps 1000000 --eval-episodes 10   # a real run
 
 Without MuJoCo the script prints how to install it and exits with status 0 (a skip, not a failure).
@@ -64,6 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", choices=ENV_IDS, default="Hopper-v5", help="the MuJoCo task (default: %(default)s)")
+    parser.add_argument("--shaping", default="rrd", help="a credit-assignment spec: rrd, ircr, none, ... (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=3000, help="SAC training steps (default: %(default)s, a smoke run)")
     parser.add_argument("--max-episode-steps", type=int, default=1000,
                         help="time limit per episode, the papers' 1000 (default: %(default)s)")
@@ -87,13 +90,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from stable_baselines3 import SAC
 
-    env = make_episodic(args.env, args.max_episode_steps)
-    model = SAC("MlpPolicy", env, learning_starts=min(args.learning_starts, args.steps), seed=args.seed,
+    from align_gym.agents import install_credit, make_vec_env
+
+    gamma = 0.99  # the agent's, and the shaping's
+    env = make_vec_env(make_episodic, n_envs=1, shaping=args.shaping, gamma=gamma, seed=args.seed,
+                       env_kwargs={"env_id": args.env, "max_episode_steps": args.max_episode_steps})
+    model = SAC("MlpPolicy", env, gamma=gamma, learning_starts=min(args.learning_starts, args.steps), seed=args.seed,
                 device=args.device, verbose=0)
-    model.learn(args.steps)
+    model.learn(args.steps, callback=install_credit(model))  # puts the redistribution into SAC's replay buffer
     results = np.array(evaluate(model, args.env, args.max_episode_steps, args.eval_episodes, seed=args.seed + 1000))
     episodic, dense = results[:, 0], results[:, 1]
-    print(f"{args.env}, episodic reward, SAC after {args.steps} steps: episodic return "
+    print(f"{args.env}, episodic reward, SAC with {args.shaping} after {args.steps} steps: episodic return "
           f"{episodic.mean():.1f} +- {episodic.std():.1f} over {args.eval_episodes} episodes "
           f"(dense return {dense.mean():.1f}, the same sum paid step by step)")
     return 0

@@ -8,7 +8,7 @@ from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.callbacks import BaseCallback
 
 import align_gym  # noqa: F401
-from align_gym.agents import RewardTermsCallback, install_credit, make_vec_env
+from align_gym.agents import EnvSession, RewardTermsCallback, install_credit, make_vec_env
 from align_gym.agents.credit import RelabellingReplayBuffer, RolloutRelabelling
 from align_gym.wrappers import shape_env
 from align_gym.wrappers.credit import Episode, EpisodeStore, Redistribution, RewardRedistribution
@@ -202,5 +202,9 @@ def test_misuse_is_refused_with_the_reason():
     with pytest.raises(ValueError, match="only one can"):
         install_credit(PPO("MlpPolicy", venv, n_steps=16, batch_size=16, device="cpu"))
     venv = make_vec_env(EPISODIC, n_envs=1, shaping="ircr", gamma=0.99)
+    with pytest.raises(ValueError, match="-Choice id"):
+        shape_env(gym.make("Align/TextQuest-easy-v0"), "rrd(online=true)", gamma=0.99)
+    with pytest.raises(ValueError, match="trainer session"):
+        EnvSession("Align/TextQuest-easy-v0", "ircr")
     with pytest.raises(ValueError, match="optimize_memory_usage"):
         install_credit(DQN("MlpPolicy", venv, optimize_memory_usage=True, replay_buffer_kwargs={"handle_timeout_termination": False}, device="cpu"))

@@ -45,11 +45,11 @@ def test_the_episodic_task_pays_nothing_until_the_last_step_then_the_dense_sum(e
     assert paid[-1] == pytest.approx(sum(dense_rewards)) and paid[-1] != 0.0
 
 
-def test_the_recipe_trains_sac_briefly_and_reports_the_episodic_return(tmp_path):
+def test_the_recipe_trains_sac_with_rrd_briefly_and_reports_the_episodic_return(tmp_path):
     out = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "episodic_mujoco.py"), "--env", "Hopper-v5", "--steps", "300",
-         "--max-episode-steps", "100", "--eval-episodes", "2"],
+         "--max-episode-steps", "100", "--eval-episodes", "2", "--shaping", "rrd(episodes=8)"],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr
-    assert "Hopper-v5, episodic reward, SAC after 300 steps: episodic return" in out.stdout, out.stdout
+    assert "Hopper-v5, episodic reward, SAC with rrd(episodes=8) after 300 steps: episodic return" in out.stdout, out.stdout

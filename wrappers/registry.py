@@ -65,6 +65,8 @@ BUILTIN_SHAPINGS: dict[str, tuple[str, bool, str]] = {
             "RRD (Ren et al. 2022): a per-step reward model fit to returns on random subsequences; online=true pays it online"),
     "lare": ("align_gym.llm_rewards.lare:make_lare", False,
              "LaRe (Qu et al. 2025): LLM-written latent factors of each step, decoded by an RRD-trained model; llm=...|code=FILE.py"),
+    "calm": ("align_gym.llm_rewards.calm:make_calm", False,
+             "CALM (Pignatelli et al. 2024): LLM-annotated subgoal steps pay beta*minmax(count[(state, action)]); llm=...|oracle"),
     "oni": ("align_gym.llm_rewards.oni:make_oni", False,
             "online LLM labels of the agent's captions (Zheng et al. 2024); variant=retrieval|classification, llm=...|oracle"),
 }

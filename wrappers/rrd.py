@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from gymnasium.spaces import Text
 
 from .core import TransitionBatch
 from .credit import EpisodeStore, Redistribution
@@ -72,6 +73,9 @@ class RRD:
         if features is None:
             if observation_space is None or action_space is None:
                 raise ValueError("RRD reads [s, a, s - s']: give observation_space and action_space")
+            if any(isinstance(space, Text) for space in (observation_space, action_space)):
+                raise ValueError("rrd reads observations and actions as vectors, and text is not one: use the env's "
+                                 "-Choice id, or lare, whose factors read info['state']")
             self._obs, self._act = FlatObservations(observation_space), FlatObservations(action_space)
             feature_size = 2 * self._obs.size + self._act.size
         elif feature_size is None:
