@@ -47,12 +47,28 @@ MASTER_KEYS: tuple[str, ...] = (
     "Решение:", "Ход мысли:",
 )
 
-# template name -> (how its answer becomes positive/negative, extra fields it needs, the field that
-# holds what is judged: a caption, or a web page, which is the env's observation)
-JUDGES: dict[str, tuple[Callable[[str], bool], dict[str, str], str]] = {
+def _calm_subgoals(client: Any, task: str) -> str:
+    """CALM's subgoals for ``task``, as its model decomposes them (cached like every call)."""
+    from .calm import CALMBonus, numbered_subgoals
+
+    return numbered_subgoals(CALMBonus(task, client).subgoals())
+
+
+def _calm_achieved(text: str) -> bool:
+    from .calm import MAX_SUBGOALS, parse_step
+
+    return parse_step(text, MAX_SUBGOALS) is not None
+
+
+# template name -> (how its answer becomes positive/negative, extra fields it needs (a value, or a
+# function of the client and the task), the field that holds what is judged: a caption, or a web
+# page, which is the env's observation)
+JUDGES: dict[str, tuple[Callable[[str], bool], dict[str, Any], str]] = {
     "oni_label": (lambda text: parse_label(text, "FOO", "BAR"), {"examples": ""}, "caption"),
     "rate_number": (lambda text: parse_number(text, 0, 10) >= 5, {}, "caption"),
     "web_progress": (lambda text: parse_number(text, 0, 10) >= 5, {}, "page"),
+    # CALM's online question, "was a subgoal just achieved?", with the subgoals its model wrote
+    "calm_step": (_calm_achieved, {"subgoals": _calm_subgoals}, "caption"),
 }
 
 
@@ -150,6 +166,7 @@ def oracle_captions(env_id: str, per_class: int = 50, seed: int = 0, max_steps: 
 def judge(client: Any, template: Any, task: str, captions: Sequence[str], max_tokens: int = 160) -> list[bool | None]:
     """The template's verdict on each caption: True, False, or None where the answer did not parse."""
     verdict, extra, field = JUDGES[template.name]
+    extra = {key: value(client, task) if callable(value) else value for key, value in extra.items()}
     distinct = list(dict.fromkeys(captions))
     prompts = [template.render_chat(task=task, **{field: caption}, **extra) for caption in distinct]
     answers = generate_from_template(client, prompts, template.key, max_tokens=max_tokens, temperature=0.0)

@@ -37,3 +37,31 @@ def test_judge_check_on_the_embedded_model(embedded):
     assert "false-positive rate" in text and "accuracy" in text and "/12;" in text
     with pytest.raises(ValueError, match="knows the templates"):
         judge_check("hf:default", "motif_pair", "Align/KeyDoor-5x5-v0", client=embedded)
+
+
+class FakeSubgoalJudge:
+    """A FAKE LLM for the calm_step plumbing only: two subgoals, then 'Subgoal: 1' for key captions."""
+
+    def __init__(self):
+        self.prompts = []
+
+    def generate(self, prompts, **_):
+        self.prompts += prompts
+        out = []
+        for prompt in prompts:
+            text = prompt[-1]["content"]
+            if "What just happened" not in text:
+                out.append(["- pick up the key\n- open the door"])
+            else:
+                out.append(["Subgoal: 1" if "key" in text.split("What just happened")[1] else "Subgoal: none"])
+        return out
+
+
+def test_calm_steps_are_judged_against_the_subgoals_the_model_wrote():
+    from align_gym.llm_rewards.judge_check import judge
+    from align_gym.llm_rewards.prompts import load_template
+
+    client = FakeSubgoalJudge()
+    verdicts = judge(client, load_template("calm_step"), "Open the door.", ["You pick up the key.", "You bump into the wall."])
+    assert verdicts == [True, False]
+    assert "1. pick up the key" in client.prompts[-1][-1]["content"]  # the model's own subgoals are in the question
