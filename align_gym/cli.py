@@ -274,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: align-gym llm judge-check --llm hf:default --template oni_label --env Align/KeyDoor-5x5-v0")
     check.add_argument("--llm", default="hf:default", help="the judge's client spec (default hf:default)")
     check.add_argument("--template", default="oni_label",
-                       help="oni_label, rate_number (captions) or web_progress (web pages) (default oni_label)")
+                       help="oni_label, rate_number, calm_step (captions) or web_progress (web pages) (default oni_label)")
     check.add_argument("--env", default="Align/KeyDoor-5x5-v0", help="env whose captions are judged")
     check.add_argument("--per-class", type=int, default=50, help="progress and other captions, each (default 50)")
     check.add_argument("--seed", type=int, default=0, help="seed of the random policy collecting captions")
