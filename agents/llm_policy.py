@@ -73,6 +73,8 @@ class ActionPPOConfig:
     seed: int = 0
     device: str = "auto"  # cuda where present, else cpu
     env_kwargs: dict[str, Any] = field(default_factory=dict)
+    out: str | None = None  # a folder for log.jsonl and checkpoint.pt, written after every update
+    resume: bool = False  # go on from out/checkpoint.pt where there is one
 
 
 # -- the model ---------------------------------------------------------------------------------
@@ -267,8 +269,9 @@ def train_action_ppo(config: ActionPPOConfig, policy: ActionLikelihoodPolicy | N
     rng = np.random.default_rng(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     result = TrainResult(asdict(config))
+    taken = resume_run(config, policy, optimizer, rng, generator, result)
     obs, info = env.reset(seed=int(rng.integers(2**31)))
-    episode_return, episode_length, taken = 0.0, 0, 0
+    episode_return, episode_length = 0.0, 0
     while taken < config.steps:
         # -- collect a rollout ----------------------------------------------------------------------
         steps: list[Step] = []
@@ -334,8 +337,46 @@ def train_action_ppo(config: ActionPPOConfig, policy: ActionLikelihoodPolicy | N
                "success_rate": float(np.mean([e["success"] for e in recent])) if recent else math.nan,
                "time": time.time()}
         result.updates.append(row)
+        record_update(config, policy, optimizer, rng, generator, result, taken, row)
         if on_update is not None:
             on_update(row)
     env.close()
     result.policy = policy  # type: ignore[attr-defined]
     return result
+
+
+def resume_run(config: Any, policy: nn.Module, optimizer: Any, rng: np.random.Generator, generator: torch.Generator,
+               result: Any) -> int:
+    """Restore a run from ``config.out`` when ``config.resume`` is set; returns the steps taken."""
+    from .llm_checkpoint import load_checkpoint
+
+    if not (config.out and config.resume):
+        return 0
+    progress = load_checkpoint(config.out, policy, optimizer)
+    if progress is None:
+        return 0
+    rng.bit_generator.state = progress["rng"]
+    generator.set_state(progress["generator"])
+    result.episodes, result.updates = list(progress["episodes"]), list(progress["updates"])
+    result.history_rewritten = progress.get("history_rewritten", 0)
+    return int(progress["taken"])
+
+
+def record_update(config: Any, policy: nn.Module, optimizer: Any, rng: np.random.Generator, generator: torch.Generator,
+                  result: Any, taken: int, row: dict[str, float]) -> None:
+    """Append the update's row to ``config.out/log.jsonl`` and write the checkpoint."""
+    import json
+    from pathlib import Path
+
+    from .llm_checkpoint import save_checkpoint
+
+    if not config.out:
+        return
+    folder = Path(config.out)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "log.jsonl", "a") as log:
+        log.write(json.dumps(row) + "\n")
+    save_checkpoint(folder, policy, optimizer, {
+        "taken": taken, "rng": rng.bit_generator.state, "generator": generator.get_state(),
+        "episodes": result.episodes, "updates": result.updates, "history_rewritten": getattr(result, "history_rewritten", 0),
+        "config": asdict(config)})

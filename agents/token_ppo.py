@@ -35,7 +35,7 @@ from torch import nn
 
 from ..wrappers.registry import shape_env
 from ..wrappers.tokens import place
-from .llm_policy import gae, load_model
+from .llm_policy import gae, load_model, record_update, resume_run
 
 
 @dataclass
@@ -63,6 +63,8 @@ class TokenPPOConfig:
     seed: int = 0
     device: str = "auto"
     env_kwargs: dict[str, Any] = field(default_factory=dict)
+    out: str | None = None  # a folder for log.jsonl and checkpoint.pt, written after every update
+    resume: bool = False  # go on from out/checkpoint.pt where there is one
 
 
 class TokenPolicy(nn.Module):
@@ -170,7 +172,8 @@ def train_token_ppo(config: TokenPPOConfig, policy: TokenPolicy | None = None,
         raise ValueError(f"{config.env_id} takes {env.action_space}; token-PPO writes text actions")
     rng, generator = np.random.default_rng(config.seed), torch.Generator().manual_seed(config.seed)
     result = TrainResult(asdict(config))
-    taken = 0
+    taken = resume_run(config, policy, optimizer, rng, generator, result)
+    result.turns = []  # the records are not kept across a resume (they hold every token)
     while taken < config.turns:
         # -- play episodes until the rollout has enough turns -------------------------------------
         episodes: list[list[dict[str, Any]]] = []
@@ -253,6 +256,7 @@ def train_token_ppo(config: TokenPPOConfig, policy: TokenPolicy | None = None,
                "success_rate": float(np.mean([e["success"] for e in recent])) if recent else math.nan,
                "history_rewritten": float(result.history_rewritten)}
         result.updates.append(row)
+        record_update(config, policy, optimizer, rng, generator, result, taken, row)
         if on_update is not None:
             on_update(row)
     env.close()

@@ -133,6 +133,41 @@ def _cmd_judge_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_llm(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from tqdm import tqdm
+
+    from .agents.llm_policy import ActionPPOConfig, train_action_ppo
+    from .agents.token_ppo import TokenPPOConfig, train_token_ppo
+
+    config_class, train, budget = ((ActionPPOConfig, train_action_ppo, "steps") if args.algo == "action-ppo"
+                                   else (TokenPPOConfig, train_token_ppo, "turns"))
+    given = {"env_id": args.env, "model": args.model, "shaping": args.shaping, budget: args.steps, "seed": args.seed,
+             "device": args.device, "out": args.out, "resume": args.resume}
+    for name in ("lr", "placement", "normalisation"):
+        value = getattr(args, name)
+        if value is not None:
+            if name not in {f.name for f in fields(config_class)}:
+                raise SystemExit(f"align-gym train-llm: --{name} is not a setting of {args.algo}")
+            given[name] = value
+    config = config_class(**given)
+    bar = tqdm(total=args.steps, unit="step", desc=f"{args.algo} on {args.env}")
+
+    def show(row: dict) -> None:
+        done = int(row.get("step", row.get("turn", 0)))
+        bar.update(done - bar.n)
+        bar.set_postfix(task_return=f"{row['task_return']:.3f}", success=f"{row['success_rate']:.2f}")
+
+    result = train(config, on_update=show)
+    bar.close()
+    episodes = result.episodes[-20:]
+    if episodes:
+        print(f"last {len(episodes)} episodes: task return {sum(e['return'] for e in episodes) / len(episodes):.3f}, "
+              f"success {sum(e['success'] for e in episodes) / len(episodes):.2f}; log and checkpoint in {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="align-gym", description="Sparse-reward tasks and reward shaping for Gymnasium.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -255,6 +290,28 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--jobs", type=int, default=2, help="training runs at once (default 2)")
     search.add_argument("--out", required=True, help="the folder everything is saved in")
     search.set_defaults(run=_cmd_reward_search)
+
+    train_llm = commands.add_parser(
+        "train-llm", help="train a language model as the agent (action-PPO or token-PPO)",
+        description="Train a language model on a text, tool or web env: action-ppo scores the env's valid actions by "
+                    "their token likelihood (TWOSOME, GLAM); token-ppo writes free-text actions token by token. Any "
+                    "shaping spec; the task return is what is reported. --out keeps log.jsonl and a checkpoint written "
+                    "after every update; --resume goes on from it.",
+        epilog="example: align-gym train-llm --env Align/TextQuest-easy-v0 --model tiny --algo action-ppo --steps 2048 "
+               "--out runs/tq")
+    train_llm.add_argument("--env", required=True, help="a text, tool or web env id, e.g. Align/TextQuest-easy-v0")
+    train_llm.add_argument("--model", default="tiny", help="tiny, embedded, or a local Hugging Face causal-LM folder")
+    train_llm.add_argument("--algo", default="action-ppo", choices=["action-ppo", "token-ppo"])
+    train_llm.add_argument("--shaping", default="none", help="a shaping spec, layers joined by + (default none)")
+    train_llm.add_argument("--steps", type=int, default=4096, help="env steps (turns) in all (default 4096)")
+    train_llm.add_argument("--lr", type=float, default=None, help="the model's learning rate (default: the agent's)")
+    train_llm.add_argument("--placement", default=None, help="token-ppo: last_token, uniform, discounted or value_shaping")
+    train_llm.add_argument("--normalisation", default=None, help="action-ppo: token, word or none")
+    train_llm.add_argument("--seed", type=int, default=0)
+    train_llm.add_argument("--device", default="auto", help="auto (cuda where present), cpu or cuda")
+    train_llm.add_argument("--out", required=True, help="the folder for log.jsonl and checkpoint.pt")
+    train_llm.add_argument("--resume", action="store_true", help="go on from --out's checkpoint")
+    train_llm.set_defaults(run=_cmd_train_llm)
 
     llm = commands.add_parser("llm", help="LLM layer tools (the on-disk cache)", description="LLM layer tools.")
     llm_commands = llm.add_subparsers(dest="llm_command", metavar="COMMAND", required=True)
