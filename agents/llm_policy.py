@@ -157,6 +157,12 @@ class ActionLikelihoodPolicy(nn.Module):
             targets[row, len(prompt_ids) - 1 : len(full) - 1] = True
         return ids.to(self.device), attention.to(self.device), targets.to(self.device), len(prompt_ids)
 
+    def value(self, prompt: str) -> torch.Tensor:
+        """V(prompt) alone (where no action is listed: the last state of a cut episode)."""
+        ids = torch.tensor([self.tokenizer(prompt, add_special_tokens=False)["input_ids"]], device=self.device)
+        hidden = self.model(input_ids=ids, output_hidden_states=True, logits_to_keep=1).hidden_states[-1]
+        return self.value_head(hidden[0, -1].float()).squeeze(-1)
+
     def forward(self, prompt: str, actions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(log pi over actions, V(prompt))`` for one state."""
         ids, attention, targets, prompt_length = self.encode(prompt, actions)
@@ -293,14 +299,14 @@ def train_action_ppo(config: ActionPPOConfig, policy: ActionLikelihoodPolicy | N
             if terminated or truncated:
                 if truncated and not terminated:  # a cut episode: bootstrap its value, as SB3 does
                     with torch.no_grad():
-                        steps[-1].reward += config.gamma * float(policy(prompt_of(obs), list(info.get("valid_actions") or ["look"]))[1])
+                        steps[-1].reward += config.gamma * float(policy.value(prompt_of(obs)))
                 steps[-1].done = True
                 result.episodes.append({"return": episode_return, "length": episode_length,
                                         "success": bool(info.get("success", False)), "step": taken})
                 obs, info = env.reset(seed=int(rng.integers(2**31)))
                 episode_return, episode_length = 0.0, 0
         with torch.no_grad():
-            last_value = 0.0 if steps[-1].done else float(policy(prompt_of(obs), list(info["valid_actions"]))[1])
+            last_value = 0.0 if steps[-1].done else float(policy.value(prompt_of(obs)))
         rewards = np.array([s.reward for s in steps])
         values = np.array([s.value for s in steps])
         advantages = gae(rewards, values, np.array([s.done for s in steps]), last_value, config.gamma, config.gae_lambda)

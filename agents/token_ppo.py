@@ -149,7 +149,7 @@ def token_rewards(turn_reward: float, n_tokens: int, placement: str, token_gamma
 @dataclass
 class TrainResult:
     config: dict[str, Any]
-    turns: list[dict[str, Any]] = field(default_factory=list)  # the token-in, token-out records
+    turns: list[dict[str, Any]] = field(default_factory=list)  # the last rollout's token-in, token-out records
     updates: list[dict[str, float]] = field(default_factory=list)
     episodes: list[dict[str, Any]] = field(default_factory=list)
     history_rewritten: int = 0
@@ -173,7 +173,6 @@ def train_token_ppo(config: TokenPPOConfig, policy: TokenPolicy | None = None,
     rng, generator = np.random.default_rng(config.seed), torch.Generator().manual_seed(config.seed)
     result = TrainResult(asdict(config))
     taken = resume_run(config, policy, optimizer, rng, generator, result)
-    result.turns = []  # the records are not kept across a resume (they hold every token)
     while taken < config.turns:
         # -- play episodes until the rollout has enough turns -------------------------------------
         episodes: list[list[dict[str, Any]]] = []
@@ -199,6 +198,7 @@ def train_token_ppo(config: TokenPPOConfig, policy: TokenPolicy | None = None,
                     "logprobs": logprobs.tolist(), "ref_logprobs": ref_logprobs.tolist(), "values": values.tolist(),
                     "reward": float(reward), "env_reward": float(info.get("env_reward", reward)),
                     "reward_terms": dict(info.get("reward_terms", {})), "text": text, "done": bool(terminated),
+                    "episode": len(result.episodes),
                     "history_rewritten": bool(rewritten)})
                 previous = prompt_ids + completion_ids
                 messages += [{"role": "assistant", "content": text}, {"role": "user", "content": obs}]
@@ -206,6 +206,7 @@ def train_token_ppo(config: TokenPPOConfig, policy: TokenPolicy | None = None,
             result.episodes.append({"return": task_return, "turns": len(records), "success": bool(info.get("success", False)),
                                     "turn": taken})
         # -- per-token rewards, advantages ----------------------------------------------------------
+        result.turns = []  # only the latest rollout's records are kept: they hold every token
         for records in episodes:
             rewards, values, dones = [], [], []
             for record in records:

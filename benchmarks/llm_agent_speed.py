@@ -101,6 +101,7 @@ def main() -> None:
     parser.add_argument("--models", default="tiny,embedded")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    torch.set_num_threads(1)  # one core each, as the bench's cells run; more threads thrash on a busy machine
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     print("| model | device | what | ours | peer | ratio |\n|---|---|---|---|---|---|")
     for device in devices:

@@ -46,8 +46,8 @@ def main() -> None:
           f"tokens, reward {first['reward']:.2f} (task {first['env_reward']:.2f}), answer {first['text'][:60]!r}")
     print(f"   turns whose chat template rewrote history: {result.history_rewritten}")
 
-    print("3. the first episode's turn rewards as trainers read them")
-    episode = result.turns[: result.episodes[0]["turns"]]
+    print("3. the last rollout's first episode: its turn rewards as trainers read them")
+    episode = [turn for turn in result.turns if turn["episode"] == result.turns[0]["episode"]]
     rewards = [turn["reward"] for turn in episode]
     completions = [len(turn["completion_ids"]) for turn in episode]
     # each turn's prompt repeats the history: count only the tokens it adds
