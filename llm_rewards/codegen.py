@@ -28,8 +28,10 @@ the code failed on the recorded inputs: raised ZeroDivisionError...
 from __future__ import annotations
 
 import ast
+import json
 import math
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,3 +194,32 @@ def write_code(client: Any, prompt: Any, spec: CodeSpec, inputs: Sequence[Any], 
         attempts.append(CodeAttempt(index, list(outcome.answers), list(outcome.errors),
                                     result.source if result else None, result))
     return attempts
+
+
+class BatchMemo:
+    """The outputs of a batched function for the last ``size`` distinct inputs: each call computes
+    only the inputs it has not seen, in one batch, and returns every output it was asked for even
+    when the memo overflows during the call.
+
+    >>> calls = []
+    >>> memo = BatchMemo(lambda xs: calls.append(len(xs)) or [x * 2 for x in xs], size=2)
+    >>> memo([1, 2, 3, 1]), memo([3]), calls
+    ([2, 4, 6, 2], [6], [3])
+    """
+
+    def __init__(self, compute: Callable[[list[Any]], Sequence[Any]], size: int = 100_000):
+        self.compute, self.size = compute, int(size)
+        self._memo: OrderedDict[str, Any] = OrderedDict()
+
+    def __call__(self, items: Sequence[Any]) -> list[Any]:
+        keys = [json.dumps(item, sort_keys=True, default=str) for item in items]
+        found = {key: self._memo[key] for key in keys if key in self._memo}
+        for key in found:
+            self._memo.move_to_end(key)
+        missing = {key: item for key, item in zip(keys, items) if key not in found}
+        if missing:
+            for key, value in zip(missing, self.compute(list(missing.values()))):
+                found[key] = self._memo[key] = value
+            while len(self._memo) > self.size:
+                self._memo.popitem(last=False)
+        return [found[key] for key in keys]

@@ -43,7 +43,6 @@ All LLM calls go through the cache, so a run replays exactly; the code runs only
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +52,7 @@ import numpy as np
 from ..wrappers.core import TransitionBatch
 from ..wrappers.credit import Redistribution
 from ..wrappers.rrd import RRD
-from .codegen import CALLER, CodeRejected, CodeSpec, check_code, write_code
+from .codegen import CALLER, BatchMemo, CodeRejected, CodeSpec, check_code, write_code
 from .parsing import ParseError, parse_python_block
 
 SPEC = CodeSpec("latent_factors", 2, vector=True)
@@ -149,7 +148,7 @@ def synthesize_latent(client: Any, env: Any, inputs: list[Any], *, samples: int 
 
 
 class LatentFunction:
-    """A verified ``latent_factors`` run in the sandbox, one round trip per batch (cached per
+    """A verified ``latent_factors`` run in the sandbox, one round trip per batch (remembered per
     transition). A value that is not finite on a new state becomes 0 and is counted
     (``nonfinite``): the function passed on the recorded states, and training must not crash."""
 
@@ -159,19 +158,11 @@ class LatentFunction:
         self.source, self.dimension = source, int(dimension)
         self.function = load_function(source + f"\n\n\ndef {CALLER}(values):\n    return {SPEC.name}(*values)\n",
                                       CALLER, timeout=10.0)
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._cache_size = cache_size
+        self._memo = BatchMemo(lambda pairs: [self._row(value) for value in self.function.batch(pairs)], cache_size)
         self.nonfinite = 0
 
     def __call__(self, pairs: list[list[dict[str, Any]]]) -> np.ndarray:
-        keys = [json.dumps(pair, sort_keys=True, default=str) for pair in pairs]
-        missing = {k: pair for k, pair in zip(keys, pairs) if k not in self._cache}
-        if missing:
-            for key, value in zip(missing, self.function.batch(list(missing.values()))):
-                self._cache[key] = self._row(value)
-                if len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
-        return np.stack([self._cache[k] for k in keys]) if keys else np.zeros((0, self.dimension), np.float32)
+        return np.stack(self._memo(pairs)) if pairs else np.zeros((0, self.dimension), np.float32)
 
     def _row(self, value: Any) -> np.ndarray:
         try:

@@ -23,7 +23,6 @@ The code only ever runs in the sandbox.
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..wrappers.core import RewardModule, TransitionBatch
-from .codegen import CALLER, CodeSpec
+from .codegen import CALLER, BatchMemo, CodeSpec
 
 SPECS = {"potential": CodeSpec("potential", 1), "reward": CodeSpec("reward", 3)}
 SIGNATURES = {"potential": "potential(state: dict) -> float", "reward": "reward(state: dict, action, next_state: dict) -> float"}
@@ -97,24 +96,18 @@ class LLMCode:
         self.kind, self.source = kind, source
         wrapped = source + (f"\n\n\ndef {CALLER}(values):\n    return {spec.name}(*values)\n" if spec.arguments > 1 else "")
         self.function = load_function(wrapped, CALLER if spec.arguments > 1 else spec.name, timeout=10.0)
-        self._cache: OrderedDict[str, dict[str, float]] = OrderedDict()
-        self._cache_size = cache_size
+        self._memo = BatchMemo(self._evaluate, cache_size)
 
     @classmethod
     def load(cls, path: str | Path, kind: str = "potential") -> LLMCode:
         return cls(code_path(path).read_text(), kind)
 
     def outputs(self, items: Sequence[Any]) -> list[dict[str, float]]:
-        keys = [json.dumps(item, sort_keys=True, default=str) for item in items]
-        missing = list(dict.fromkeys(k for k in keys if k not in self._cache))
-        if missing:
-            first = {k: item for k, item in zip(keys, items)}
-            for key, value in zip(missing, self.function.batch([first[k] for k in missing])):
-                self._cache[key] = ({str(name): float(v) for name, v in value.items()} if isinstance(value, dict)
-                                    else {"total": float(value)})
-                if len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
-        return [self._cache[key] for key in keys]
+        return self._memo(items)
+
+    def _evaluate(self, items: list[Any]) -> list[dict[str, float]]:
+        return [{str(name): float(v) for name, v in value.items()} if isinstance(value, dict) else {"total": float(value)}
+                for value in self.function.batch(items)]
 
     def components(self, example: Any) -> list[str]:
         """The component names the code returns (``["total"]`` for a plain number)."""

@@ -122,3 +122,15 @@ def test_the_embedded_models_synthesis_replays_from_the_cache(tmp_path, embedded
     assert calls >= 1
     replayed, _ = synthesize("replay")
     assert replayed == recorded and embedded.usage.calls == calls  # every answer came from the file
+
+
+def test_a_full_memo_still_returns_every_factor_of_the_batch(tmp_path):
+    """The memo of seen transitions overflows inside one batch: nothing asked for may be lost."""
+    from align_gym.llm_rewards.lare import LatentFunction
+
+    latent = LatentFunction("def latent_factors(state, next_state):\n    return [float(next_state['x'])]\n", 1,
+                            cache_size=2)
+    pairs = [[{"x": 0}, {"x": x}] for x in (1, 2, 3, 1, 4)]
+    assert latent(pairs).ravel().tolist() == [1.0, 2.0, 3.0, 1.0, 4.0]
+    assert latent(pairs[:2]).ravel().tolist() == [1.0, 2.0]
+    latent.close()
