@@ -249,6 +249,16 @@ class TrainResult:
     config: dict[str, Any]
     updates: list[dict[str, float]] = field(default_factory=list)
     episodes: list[dict[str, Any]] = field(default_factory=list)
+    policy: Any = None  # the trained policy
+
+
+def recent_scores(episodes: list[dict[str, Any]], window: int = 20) -> dict[str, float]:
+    """Task return and success rate of the last ``window`` episodes (NaN before the first ends)."""
+    recent = episodes[-window:]
+    if not recent:
+        return {"task_return": math.nan, "success_rate": math.nan}
+    return {"task_return": float(np.mean([e["return"] for e in recent])),
+            "success_rate": float(np.mean([e["success"] for e in recent]))}
 
 
 def prompt_of(observation: str) -> str:
@@ -337,17 +347,13 @@ def train_action_ppo(config: ActionPPOConfig, policy: ActionLikelihoodPolicy | N
                 optimizer.step()
             if config.target_kl is not None and stats.get("approx_kl", 0.0) > config.target_kl:
                 break
-        recent = result.episodes[-20:]
-        row = {"step": float(taken), **stats,
-               "task_return": float(np.mean([e["return"] for e in recent])) if recent else math.nan,
-               "success_rate": float(np.mean([e["success"] for e in recent])) if recent else math.nan,
-               "time": time.time()}
+        row = {"step": float(taken), **stats, **recent_scores(result.episodes), "time": time.time()}
         result.updates.append(row)
         record_update(config, policy, optimizer, rng, generator, result, taken, row)
         if on_update is not None:
             on_update(row)
     env.close()
-    result.policy = policy  # type: ignore[attr-defined]
+    result.policy = policy
     return result
 
 

@@ -23,7 +23,6 @@ turn is flagged (``history_rewritten``), counted, and trained on its own prompt,
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -35,7 +34,7 @@ from torch import nn
 
 from ..wrappers.registry import shape_env
 from ..wrappers.tokens import place
-from .llm_policy import gae, load_model, record_update, resume_run
+from .llm_policy import gae, load_model, recent_scores, record_update, resume_run
 
 
 @dataclass
@@ -153,6 +152,7 @@ class TrainResult:
     updates: list[dict[str, float]] = field(default_factory=list)
     episodes: list[dict[str, Any]] = field(default_factory=list)
     history_rewritten: int = 0
+    policy: Any = None  # the trained policy
 
 
 def train_token_ppo(config: TokenPPOConfig, policy: TokenPolicy | None = None,
@@ -251,15 +251,12 @@ def train_token_ppo(config: TokenPPOConfig, policy: TokenPolicy | None = None,
             nn.utils.clip_grad_norm_(params + list(policy.value_head.parameters()), config.max_grad_norm)
             optimizer.step()
             stats = {"loss": float(loss.detach())}
-        recent = result.episodes[-20:]
-        row = {"turn": float(taken), **stats, "tokens": float(n_tokens),
-               "task_return": float(np.mean([e["return"] for e in recent])) if recent else math.nan,
-               "success_rate": float(np.mean([e["success"] for e in recent])) if recent else math.nan,
+        row = {"turn": float(taken), **stats, "tokens": float(n_tokens), **recent_scores(result.episodes),
                "history_rewritten": float(result.history_rewritten)}
         result.updates.append(row)
         record_update(config, policy, optimizer, rng, generator, result, taken, row)
         if on_update is not None:
             on_update(row)
     env.close()
-    result.policy = policy  # type: ignore[attr-defined]
+    result.policy = policy
     return result
