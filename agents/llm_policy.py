@@ -140,8 +140,9 @@ class ActionLikelihoodPolicy(nn.Module):
         return next(self.model.parameters()).device
 
     def encode(self, prompt: str, actions: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-        """One row per action: the prompt's tokens then the action's (``" " + action``), right-padded.
-        Returns ids, attention mask, the mask of action tokens among the targets, the prompt length."""
+        """One row per action: the prompt's tokens then the action's (``" " + action``), right-padded
+        (the plain layout, without a shared prompt: for comparisons). Returns ids, attention mask,
+        the mask of action tokens among the targets, the prompt length."""
         prompt_ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         action_ids = [self.tokenizer(" " + a, add_special_tokens=False)["input_ids"] for a in actions]
         if not prompt_ids or any(not ids for ids in action_ids):
@@ -164,21 +165,44 @@ class ActionLikelihoodPolicy(nn.Module):
         return self.value_head(hidden[0, -1].float()).squeeze(-1)
 
     def forward(self, prompt: str, actions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(log pi over actions, V(prompt))`` for one state."""
-        ids, attention, targets, prompt_length = self.encode(prompt, actions)
-        # Logits only where an action token is predicted: the vocabulary is large, the actions short.
-        out = self.model(input_ids=ids, attention_mask=attention, output_hidden_states=True, logits_to_keep=1)
-        hidden = out.hidden_states[-1]
-        rows, positions = targets.nonzero(as_tuple=True)
-        logits = self.model.get_output_embeddings()(hidden[rows, positions]).float()
-        token_logprobs = logits.gather(1, ids[rows, positions + 1, None]).squeeze(1) - logits.logsumexp(1)
-        scores = torch.zeros(len(actions), device=logits.device).index_add(0, rows, token_logprobs)
+        """``(log pi over actions, V(prompt))`` for one state.
+
+        The prompt runs once; its key-value cache is shared by every action, whose tokens then run
+        side by side. Logits are computed only where an action token is predicted: the vocabulary
+        is large, the actions short."""
+        prompt_ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        action_ids = [self.tokenizer(" " + a, add_special_tokens=False)["input_ids"] for a in actions]
+        if not prompt_ids or any(not ids for ids in action_ids):
+            raise ValueError("the prompt and every action must have at least one token")
+        out = self.model(input_ids=torch.tensor([prompt_ids], device=self.device), use_cache=True,
+                         output_hidden_states=True, logits_to_keep=1)
+        value = self.value_head(out.hidden_states[-1][0, -1].float()).squeeze(-1)
+        first = torch.log_softmax(out.logits[0, -1].float(), -1)  # predicts every action's first token
+        scores = first[torch.tensor([ids[0] for ids in action_ids], device=self.device)]
+        # The rest of each action: its tokens but the last, which predict the tokens after them.
+        longest = max(len(ids) for ids in action_ids) - 1
+        if longest > 0:
+            n = len(actions)
+            ids = torch.full((n, longest), self.tokenizer.pad_token_id, dtype=torch.long)
+            attention = torch.zeros((n, len(prompt_ids) + longest), dtype=torch.long)
+            attention[:, : len(prompt_ids)] = 1
+            for row, tokens in enumerate(action_ids):
+                ids[row, : len(tokens) - 1] = torch.tensor(tokens[:-1])
+                attention[row, len(prompt_ids) : len(prompt_ids) + len(tokens) - 1] = 1
+            cache = out.past_key_values
+            cache.batch_repeat_interleave(n)
+            rest = self.model(input_ids=ids.to(self.device), attention_mask=attention.to(self.device),
+                              past_key_values=cache, output_hidden_states=True, logits_to_keep=1)
+            rows = torch.tensor([row for row, tokens in enumerate(action_ids) for _ in tokens[1:]], device=self.device)
+            positions = torch.tensor([k for tokens in action_ids for k in range(len(tokens) - 1)], device=self.device)
+            targets = torch.tensor([t for tokens in action_ids for t in tokens[1:]], device=self.device)
+            logits = self.model.get_output_embeddings()(rest.hidden_states[-1][rows, positions]).float()
+            token_logprobs = logits.gather(1, targets[:, None]).squeeze(1) - logits.logsumexp(1)
+            scores = scores.index_add(0, rows, token_logprobs)
         if self.normalisation == "token":
-            scores = scores / targets.sum(1)
+            scores = scores / torch.tensor([len(ids) for ids in action_ids], device=scores.device)
         elif self.normalisation == "word":
             scores = scores / torch.tensor([max(len(a.split()), 1) for a in actions], device=scores.device)
-        # causal attention: every row's hidden state at the prompt's last token is the same
-        value = self.value_head(hidden[0, prompt_length - 1].float()).squeeze(-1)
         return torch.log_softmax(scores, dim=0), value
 
 

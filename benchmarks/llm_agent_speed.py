@@ -1,8 +1,9 @@
 """Speed of the token-level agents, each against a peer in the same run:
 
 - action scoring (action-PPO's rollout): admissible actions scored per second by
-  ``ActionLikelihoodPolicy`` (logits only where an action token is predicted) against the plain
-  way (the full vocabulary's log-softmax at every position);
+  ``ActionLikelihoodPolicy`` (the prompt run once, its key-value cache shared by the actions, and
+  logits only where an action token is predicted) against the plain way (the prompt repeated in
+  one row per action, the full vocabulary's log-softmax at every position);
 - generation (token-PPO's rollout): tokens per second of ``TokenPolicy.generate`` (a sampling loop
   over the KV cache) against Hugging Face's ``model.generate`` with the same settings;
 - update: tokens per second of one PPO gradient step of each agent on its rollout.
@@ -43,7 +44,8 @@ def timed(function, repeats: int) -> float:
 
 
 def full_vocabulary_scores(policy: ActionLikelihoodPolicy, prompt: str, actions: list[str]) -> torch.Tensor:
-    """The plain way: log-softmax over the vocabulary at every position, then the action tokens."""
+    """The plain way: one row per action (the prompt repeated), log-softmax over the vocabulary at
+    every position, then the action tokens."""
     ids, attention, targets, _ = policy.encode(prompt, actions)
     logits = policy.model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
     token_logprobs = torch.log_softmax(logits, -1).gather(2, ids[:, 1:, None]).squeeze(2)
