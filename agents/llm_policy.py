@@ -206,12 +206,6 @@ class ActionLikelihoodPolicy(nn.Module):
         return torch.log_softmax(scores, dim=0), value
 
 
-def action_logprob_scores(policy: ActionLikelihoodPolicy, prompt: str, actions: list[str]) -> np.ndarray:
-    """The policy's probabilities of ``actions`` after ``prompt`` (no gradient): for inspection."""
-    with torch.no_grad():
-        return policy(prompt, actions)[0].exp().cpu().numpy()
-
-
 # -- PPO ----------------------------------------------------------------------------------------
 
 @dataclass
