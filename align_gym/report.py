@@ -136,8 +136,10 @@ def aggregate_table(entries: list[Entry], envs: list[str], threshold: float, rep
     for entry in entries:
         by_method[(entry.name, entry.agent)][entry.env_id] = seed_scores(entry.runs, threshold)["return"]
     complete = {k: v for k, v in by_method.items() if set(v) == set(envs)}
+    if not complete:  # no (shaping, agent) ran on every env: nothing to pool
+        return []
     intervals = {k: stats.iqm_interval(v, reps=reps) for k, v in complete.items()}
-    enough = min(len(v) for scores in complete.values() for v in scores.values()) >= MIN_SEEDS_FOR_BEST if complete else False
+    enough = min(len(v) for scores in complete.values() for v in scores.values()) >= MIN_SEEDS_FOR_BEST
     best = stats.clear_best(intervals) if enough else None
     lines = ["## All envs (stratified)", "", "| shaping | agent | final return, IQM over envs and seeds |", "|---|---|---|"]
     for key, interval in intervals.items():
@@ -225,8 +227,9 @@ def write_report(out_dir: str | Path, threshold: float | None = None, reps: int 
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", env_id)
         plot_env(env_id, entries, out / f"curves_{safe}.png", reps=max(reps // 4, 200))
         lines += [f"![{env_id}](curves_{safe}.png)", ""]
-    if len(envs) > 1:
-        lines += aggregate_table(entries, envs, threshold, reps) + [""]
+    aggregate = aggregate_table(entries, envs, threshold, reps) if len(envs) > 1 else []
+    if aggregate:
+        lines += aggregate + [""]
     failed = failed_table(finished)
     if failed:
         lines += failed + [""]

@@ -36,6 +36,7 @@ def test_a_tiny_grid_writes_rows_summary_and_curves(tmp_path):
     summary = (out / "summary.md").read_text()
     assert "## Align/KeyDoor-5x5-v0" in summary and "## Align/MountainCarSparse-v0" in summary
     assert "P(better than none)" in summary and "intervals are wide" in summary
+    assert "## All envs (stratified)" in summary  # both shapings ran on both envs
     assert (out / "curves_Align_KeyDoor-5x5-v0.png").stat().st_size > 5000
     assert (out / "curves_Align_MountainCarSparse-v0.png").stat().st_size > 5000
     # `align-gym report` regenerates the same summary from the rows alone
