@@ -23,7 +23,8 @@ observation text, then ``"Your next action:"``; each action is scored as ``" " +
 
 Rewards come through the shaping stack: the agent trains on ``env_reward + sum(reward_terms)`` of
 any spec, and reports the task return (the sum of ``info["env_reward"]``) and success, never the
-shaped return.
+shaped return. :func:`evaluate_action_policy` scores a policy on the unshaped task as the bench
+scores SB3 agents, and ``align-gym bench --agent action_ppo --n-envs 1`` runs it in the bench.
 
 >>> from align_gym.agents.llm_policy import ActionPPOConfig, train_action_ppo
 >>> result = train_action_ppo(ActionPPOConfig(env_id="Align/TextQuest-easy-v0", model="tiny", steps=32,
@@ -36,7 +37,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -44,6 +45,10 @@ import torch
 from torch import nn
 
 from ..wrappers.registry import shape_env
+from ..wrappers.terms import EPISODE_SUMMARY
+
+if TYPE_CHECKING:
+    from .sb3 import Evaluation
 
 PROMPT_SUFFIX = "\nYour next action:"
 
@@ -275,7 +280,7 @@ def recent_scores(episodes: list[dict[str, Any]], window: int = 20) -> dict[str,
     recent = episodes[-window:]
     if not recent:
         return {"task_return": math.nan, "success_rate": math.nan}
-    return {"task_return": float(np.mean([e["return"] for e in recent])),
+    return {"task_return": float(np.mean([e["true_return"] for e in recent])),
             "success_rate": float(np.mean([e["success"] for e in recent]))}
 
 
@@ -283,16 +288,22 @@ def prompt_of(observation: str) -> str:
     return observation.rstrip() + PROMPT_SUFFIX
 
 
-def train_action_ppo(config: ActionPPOConfig, policy: ActionLikelihoodPolicy | None = None,
-                     on_update: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
-    """Train an action-likelihood policy on ``config.env_id`` with PPO; returns the logs. A given
-    ``policy`` (e.g. restored from a checkpoint) is trained further."""
+def make_action_policy(config: ActionPPOConfig) -> ActionLikelihoodPolicy:
+    """The untrained policy ``config`` describes: its model (with LoRA adapters when
+    ``config.lora``) on its device, seeded by ``config.seed``."""
     device = config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    if policy is None:
-        model, tokenizer = load_model(config.model, seed=config.seed, device=device)
-        if config.lora:
-            model = add_lora(model)
-        policy = ActionLikelihoodPolicy(model, tokenizer, config.normalisation, seed=config.seed)
+    model, tokenizer = load_model(config.model, seed=config.seed, device=device)
+    if config.lora:
+        model = add_lora(model)
+    return ActionLikelihoodPolicy(model, tokenizer, config.normalisation, seed=config.seed)
+
+
+def train_action_ppo(config: ActionPPOConfig, policy: ActionLikelihoodPolicy | None = None,
+                     on_update: Callable[[dict[str, float], TrainResult], None] | None = None) -> TrainResult:
+    """Train an action-likelihood policy on ``config.env_id`` with PPO; returns the logs. A given
+    ``policy`` (e.g. restored from a checkpoint) is trained further. ``on_update`` sees each
+    update's row and the run so far."""
+    policy = policy if policy is not None else make_action_policy(config)
     head_params = list(policy.value_head.parameters())
     model_params = [p for p in policy.model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam([{"params": model_params, "lr": config.lr},
@@ -300,12 +311,12 @@ def train_action_ppo(config: ActionPPOConfig, policy: ActionLikelihoodPolicy | N
     env = shape_env(gym.make(config.env_id, **config.env_kwargs), config.shaping, gamma=config.gamma)
     if not isinstance(env.action_space, gym.spaces.Text):
         raise ValueError(f"{config.env_id} takes {env.action_space}; action-PPO takes text envs that list valid_actions")
+    refuse_redistribution(env, "action-PPO")
     rng = np.random.default_rng(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     result = TrainResult(asdict(config))
     taken = resume_run(config, policy, optimizer, rng, generator, result)
     obs, info = env.reset(seed=int(rng.integers(2**31)))
-    episode_return, episode_length = 0.0, 0
     while taken < config.steps:
         # -- collect a rollout ----------------------------------------------------------------------
         steps: list[Step] = []
@@ -321,18 +332,15 @@ def train_action_ppo(config: ActionPPOConfig, policy: ActionLikelihoodPolicy | N
             obs, reward, terminated, truncated, info = env.step(actions[choice])
             steps.append(Step(prompt, actions, choice, float(logprobs[choice]), float(value), float(reward),
                               bool(terminated)))
-            episode_return += float(info.get("env_reward", reward))
-            episode_length += 1
             taken += 1
             if terminated or truncated:
                 if truncated and not terminated:  # a cut episode: bootstrap its value, as SB3 does
                     with torch.no_grad():
                         steps[-1].reward += config.gamma * float(policy.value(prompt_of(obs)))
                 steps[-1].done = True
-                result.episodes.append({"return": episode_return, "length": episode_length,
-                                        "success": bool(info.get("success", False)), "step": taken})
+                # The shaping stack's summary: task return, shaped return, each term, success, length.
+                result.episodes.append({**info[EPISODE_SUMMARY], "step": taken})
                 obs, info = env.reset(seed=int(rng.integers(2**31)))
-                episode_return, episode_length = 0.0, 0
         with torch.no_grad():
             last_value = 0.0 if steps[-1].done else float(policy.value(prompt_of(obs)))
         rewards = np.array([s.reward for s in steps])
@@ -369,10 +377,54 @@ def train_action_ppo(config: ActionPPOConfig, policy: ActionLikelihoodPolicy | N
         result.updates.append(row)
         record_update(config, policy, optimizer, rng, generator, result, taken, row)
         if on_update is not None:
-            on_update(row)
+            on_update(row, result)
     env.close()
     result.policy = policy
     return result
+
+
+def evaluate_action_policy(policy: ActionLikelihoodPolicy, env_id: str, n_episodes: int = 10,
+                           seed: int | np.random.SeedSequence = 10_000, deterministic: bool = True,
+                           env_kwargs: dict[str, Any] | None = None) -> Evaluation:
+    """Score ``policy`` on fresh, unshaped copies of ``env_id`` by the task reward, as the bench
+    scores SB3 agents (:func:`align_gym.agents.sb3.evaluate`): episode ``k`` seeded with
+    ``env_seeds(seed, n_episodes)[k]``; the most likely action when ``deterministic``, else one
+    drawn from the policy (with a generator seeded from ``seed``)."""
+    from .sb3 import Evaluation, env_seeds
+
+    seeds = env_seeds(seed, n_episodes)
+    generator = torch.Generator().manual_seed(seeds[0])
+    env = gym.make(env_id, **(env_kwargs or {}))
+    returns, successes, lengths = [], [], []
+    was_training = policy.training
+    policy.eval()
+    for episode_seed in seeds:
+        obs, info = env.reset(seed=episode_seed)
+        total, length, done = 0.0, 0, False
+        while not done:
+            actions = list(info["valid_actions"])
+            with torch.no_grad():
+                logprobs, _ = policy(prompt_of(obs), actions)
+            choice = int(logprobs.argmax()) if deterministic else int(torch.multinomial(logprobs.exp().cpu(), 1, generator=generator))
+            obs, reward, terminated, truncated, info = env.step(actions[choice])
+            total, length, done = total + float(reward), length + 1, terminated or truncated
+        returns.append(total)
+        successes.append(bool(info.get("success", False)))
+        lengths.append(length)
+    env.close()
+    policy.train(was_training)
+    return Evaluation(float(np.mean(returns)), float(np.std(returns)), float(np.mean(successes)), float(np.mean(lengths)))
+
+
+def refuse_redistribution(env: gym.Env, agent: str) -> None:
+    """ValueError if ``env``'s stack holds a redistribution that waits for an agent to relabel its
+    rollouts (ircr, rrd, lare): our LLM agents do not (their online variants, ``online=true``, run)."""
+    from ..wrappers.credit import redistribution_modules
+
+    waiting = redistribution_modules(env)
+    if waiting:
+        raise ValueError(f"{agent} does not relabel its rollouts, which {waiting[0].name} needs: train it with an SB3 "
+                         f"agent, or pay its model's reward online ({waiting[0].name}(online=true)) where the method has that")
 
 
 def resume_run(config: Any, policy: nn.Module, optimizer: Any, rng: np.random.Generator, generator: torch.Generator,

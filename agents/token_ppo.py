@@ -33,8 +33,16 @@ import torch
 from torch import nn
 
 from ..wrappers.registry import shape_env
+from ..wrappers.terms import EPISODE_SUMMARY
 from ..wrappers.tokens import place
-from .llm_policy import gae, load_model, recent_scores, record_update, resume_run
+from .llm_policy import (
+    gae,
+    load_model,
+    recent_scores,
+    record_update,
+    refuse_redistribution,
+    resume_run,
+)
 
 
 @dataclass
@@ -156,8 +164,9 @@ class TrainResult:
 
 
 def train_token_ppo(config: TokenPPOConfig, policy: TokenPolicy | None = None,
-                    on_update: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
-    """Train ``config.model`` on ``config.env_id`` with token-level PPO; returns the records and logs."""
+                    on_update: Callable[[dict[str, float], TrainResult], None] | None = None) -> TrainResult:
+    """Train ``config.model`` on ``config.env_id`` with token-level PPO; returns the records and logs.
+    ``on_update`` sees each update's row and the run so far."""
     device = config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     if policy is None:
         model, tokenizer = load_model(config.model, seed=config.seed, device=device)
@@ -170,6 +179,7 @@ def train_token_ppo(config: TokenPPOConfig, policy: TokenPolicy | None = None,
     env = shape_env(gym.make(config.env_id, **config.env_kwargs), config.shaping, gamma=config.gamma)
     if not isinstance(env.action_space, gym.spaces.Text):
         raise ValueError(f"{config.env_id} takes {env.action_space}; token-PPO writes text actions")
+    refuse_redistribution(env, "token-PPO")
     rng, generator = np.random.default_rng(config.seed), torch.Generator().manual_seed(config.seed)
     result = TrainResult(asdict(config))
     taken = resume_run(config, policy, optimizer, rng, generator, result)
@@ -180,7 +190,6 @@ def train_token_ppo(config: TokenPPOConfig, policy: TokenPolicy | None = None,
         while sum(map(len, episodes)) < config.rollout_turns and taken < config.turns:
             obs, info = env.reset(seed=int(rng.integers(2**31)))
             messages, previous, records, done = [{"role": "user", "content": obs}], None, [], False
-            task_return = 0.0
             while not done and taken < config.turns:
                 prompt_ids = chat_prompt_ids(tokenizer, messages)
                 rewritten = previous is not None and not extends(previous, prompt_ids)
@@ -192,7 +201,6 @@ def train_token_ppo(config: TokenPPOConfig, policy: TokenPolicy | None = None,
                 obs, reward, terminated, truncated, info = env.step(text)
                 done = terminated or truncated
                 taken += 1
-                task_return += float(info.get("env_reward", reward))
                 records.append({
                     "prompt_ids": prompt_ids, "completion_ids": completion_ids, "completion_mask": [1] * len(completion_ids),
                     "logprobs": logprobs.tolist(), "ref_logprobs": ref_logprobs.tolist(), "values": values.tolist(),
@@ -203,8 +211,8 @@ def train_token_ppo(config: TokenPPOConfig, policy: TokenPolicy | None = None,
                 previous = prompt_ids + completion_ids
                 messages += [{"role": "assistant", "content": text}, {"role": "user", "content": obs}]
             episodes.append(records)
-            result.episodes.append({"return": task_return, "turns": len(records), "success": bool(info.get("success", False)),
-                                    "turn": taken})
+            if done:  # the shaping stack's summary: task return, shaped return, each term, success
+                result.episodes.append({**info[EPISODE_SUMMARY], "turn": taken})
         # -- per-token rewards, advantages ----------------------------------------------------------
         result.turns = []  # only the latest rollout's records are kept: they hold every token
         for records in episodes:
@@ -256,7 +264,7 @@ def train_token_ppo(config: TokenPPOConfig, policy: TokenPolicy | None = None,
         result.updates.append(row)
         record_update(config, policy, optimizer, rng, generator, result, taken, row)
         if on_update is not None:
-            on_update(row)
+            on_update(row, result)
     env.close()
     result.policy = policy
     return result

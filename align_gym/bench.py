@@ -30,7 +30,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from .cell import Cell, algorithm_module, missing_agent, run_cell
+from .cell import LLM_AGENTS, Cell, algorithm_module, missing_agent, run_cell
 from .hyperparams import BENCH_FIRST_SEED, hyperparams_for
 from .wrappers.registry import check_spec, is_invariant, split_specs
 
@@ -92,6 +92,31 @@ def check_agent(agent: str) -> None:
         raise missing_agent(agent, module)
 
 
+def check_llm_agent(grid: Grid, agent: str) -> None:
+    """An LLM agent steps one env, its hyperparams are its config's fields, and it relabels no
+    rollouts (so takes no redistribution that waits for that)."""
+    from dataclasses import fields
+
+    import gymnasium as gym
+
+    from .agents.llm_policy import ActionPPOConfig, refuse_redistribution
+    from .wrappers.registry import shape_env
+
+    if grid.n_envs != 1:
+        raise ValueError(f"{agent} steps one env: set n_envs = 1 (got {grid.n_envs})")
+    known = {f.name for f in fields(ActionPPOConfig)} - {"env_id", "shaping", "steps", "seed", "device", "out", "resume"}
+    unknown = set(grid.hyperparams.get(agent, {})) - known
+    if unknown:
+        raise ValueError(f"unknown {agent} hyperparams {sorted(unknown)}; known: {sorted(known)}")
+    for env_id in grid.envs:
+        for spec in grid.shapings:
+            env = shape_env(gym.make(env_id), spec, gamma=0.99)
+            try:
+                refuse_redistribution(env, agent)
+            finally:
+                env.close()
+
+
 def validate_grid(grid: Grid) -> None:
     """Check every env id, agent and shaping (built on each env) before anything runs."""
     import gymnasium as gym
@@ -104,6 +129,8 @@ def validate_grid(grid: Grid) -> None:
         check_env_id(env_id)
     for agent in grid.agents:
         check_agent(agent)
+        if agent in LLM_AGENTS:
+            check_llm_agent(grid, agent)
     for env_id in grid.envs:
         env = gym.make(env_id)
         try:

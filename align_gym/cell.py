@@ -23,6 +23,10 @@ from .llm_rewards.cache import RUN_ENV
 
 ALGORITHMS = {"ppo": "stable_baselines3:PPO", "a2c": "stable_baselines3:A2C", "dqn": "stable_baselines3:DQN",
               "sac": "stable_baselines3:SAC", "maskable_ppo": "sb3_contrib:MaskablePPO"}
+# Agents that are language models, trained by our own loops rather than SB3's: name -> the library
+# they need. A cell's hyperparams are their config's fields (see agents/llm_policy.py).
+LLM_AGENTS = {"action_ppo": "peft"}
+EXTRA_OF = {"sb3_contrib": "contrib", "peft": "llm-agents"}
 
 
 @dataclass
@@ -79,15 +83,18 @@ class CellSeeds:
 
 
 def algorithm_module(name: str) -> tuple[str, str]:
-    """The module and class of agent ``name``; ValueError naming the choices if unknown."""
+    """The module and class of agent ``name`` (for an LLM agent, the library it needs and "");
+    ValueError naming the choices if unknown."""
+    if name in LLM_AGENTS:
+        return LLM_AGENTS[name], ""
     if name not in ALGORITHMS:
-        raise ValueError(f"unknown agent {name!r}; choose one of {', '.join(ALGORITHMS)}")
+        raise ValueError(f"unknown agent {name!r}; choose one of {', '.join([*ALGORITHMS, *LLM_AGENTS])}")
     module_name, _, class_name = ALGORITHMS[name].partition(":")
     return module_name, class_name
 
 
 def missing_agent(name: str, module: str) -> ImportError:
-    return ImportError(f"agent {name!r} needs {module}: pip install 'align-gym[contrib]'")
+    return ImportError(f"agent {name!r} needs {module}: pip install 'align-gym[{EXTRA_OF.get(module, 'all')}]'")
 
 
 def load_algorithm(name: str):
@@ -99,6 +106,17 @@ def load_algorithm(name: str):
     return getattr(module, class_name)
 
 
+def training_stats(episodes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Means over ``episodes`` (episode summaries of the reward-terms contract): the task return,
+    the shaped return, and each term (``train_term.<name>``)."""
+    stats: dict[str, Any] = {
+        "train_true_return": float(np.mean([e["true_return"] for e in episodes])) if episodes else None,
+        "train_shaped_return": float(np.mean([e["shaped_return"] for e in episodes])) if episodes else None}
+    for name in sorted({n for e in episodes for n in e["terms"]}):
+        stats[f"train_term.{name}"] = float(np.mean([e["terms"].get(name, 0.0) for e in episodes]))
+    return stats
+
+
 def run_cell(cell: Cell, on_row: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """Train and evaluate one cell; returns its eval rows (also passed to ``on_row`` as they come).
 
@@ -108,6 +126,8 @@ def run_cell(cell: Cell, on_row: Callable[[dict[str, Any]], None] | None = None)
     """
     import torch
 
+    if cell.agent in LLM_AGENTS:
+        return run_action_ppo_cell(cell, on_row)
     from .agents.credit import install_credit
     from .agents.sb3 import RewardTermsCallback, TaskEvalCallback, make_vec_env, policy_for
     from .wrappers.core import offline_steps
@@ -125,12 +145,7 @@ def run_cell(cell: Cell, on_row: Callable[[dict[str, Any]], None] | None = None)
     definition = cell.definition()
 
     def add_training_stats(row: dict[str, Any]) -> None:
-        episodes = list(terms.episodes)
-        row["train_true_return"] = float(np.mean([e["true_return"] for e in episodes])) if episodes else None
-        row["train_shaped_return"] = float(np.mean([e["shaped_return"] for e in episodes])) if episodes else None
-        for name in sorted({n for e in episodes for n in e["terms"]}):
-            row[f"train_term.{name}"] = float(np.mean([e["terms"].get(name, 0.0) for e in episodes]))
-        row.update(definition, status="ok")
+        row.update(training_stats(list(terms.episodes)), **definition, status="ok")
         if on_row is not None:
             on_row(row)
 
@@ -145,3 +160,46 @@ def run_cell(cell: Cell, on_row: Callable[[dict[str, Any]], None] | None = None)
     finally:
         venv.close()
     return evaluator.rows
+
+
+def run_action_ppo_cell(cell: Cell, on_row: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """:func:`run_cell` for action-PPO (an LLM over ``info["valid_actions"]``): one env, the
+    cell's hyperparams as :class:`~align_gym.agents.llm_policy.ActionPPOConfig` fields, the same
+    rows. Evaluations fall at the first update at or after each ``eval_every`` steps, and score the
+    policy as it trains, its actions drawn (from a seeded generator): the most likely action, which
+    SB3 agents are scored by, repeats itself in the text tasks' loops (go north, go south, ...) that
+    a sampled policy leaves, so it understates what the agent learned."""
+    import torch
+
+    from .agents.llm_policy import (
+        ActionPPOConfig,
+        evaluate_action_policy,
+        make_action_policy,
+        train_action_ppo,
+    )
+
+    if cell.n_envs != 1:
+        raise ValueError(f"action_ppo steps one env; set n_envs = 1 (got {cell.n_envs})")
+    torch.set_num_threads(1)
+    os.environ[RUN_ENV] = f"{cell.env_id}|{cell.shaping}|{cell.agent}|seed={cell.seed}"
+    seeds = cell.seeds()
+    config = ActionPPOConfig(env_id=cell.env_id, shaping=cell.shaping, steps=cell.steps, seed=seeds.agent,
+                             device="cpu", **cell.hyperparams)
+    policy = make_action_policy(config)
+    definition, rows = cell.definition(), []
+
+    def evaluate(step: int, episodes: list[dict[str, Any]]) -> None:
+        result = evaluate_action_policy(policy, cell.env_id, cell.eval_episodes, seeds.evaluation, deterministic=False)
+        row = {"step": step, "return_mean": result.mean_return, "return_std": result.std_return,
+               "success_rate": result.success_rate, **training_stats(episodes[-100:]), **definition, "status": "ok"}
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+
+    def on_update(update: dict[str, float], run: Any) -> None:
+        if update["step"] >= rows[-1]["step"] + cell.eval_every or update["step"] >= cell.steps:
+            evaluate(int(update["step"]), run.episodes)
+
+    evaluate(0, [])
+    train_action_ppo(config, policy=policy, on_update=on_update)
+    return rows

@@ -154,7 +154,7 @@ def _cmd_train_llm(args: argparse.Namespace) -> int:
     config = config_class(**given)
     bar = tqdm(total=args.steps, unit="step", desc=f"{args.algo} on {args.env}")
 
-    def show(row: dict) -> None:
+    def show(row: dict, _run: object) -> None:
         done = int(row.get("step", row.get("turn", 0)))
         bar.update(done - bar.n)
         bar.set_postfix(task_return=f"{row['task_return']:.3f}", success=f"{row['success_rate']:.2f}")
@@ -163,7 +163,7 @@ def _cmd_train_llm(args: argparse.Namespace) -> int:
     bar.close()
     episodes = result.episodes[-20:]
     if episodes:
-        print(f"last {len(episodes)} episodes: task return {sum(e['return'] for e in episodes) / len(episodes):.3f}, "
+        print(f"last {len(episodes)} episodes: task return {sum(e['true_return'] for e in episodes) / len(episodes):.3f}, "
               f"success {sum(e['success'] for e in episodes) / len(episodes):.2f}; log and checkpoint in {args.out}")
     return 0
 
@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--config", help="a TOML or YAML file describing the grid (instead of the flags below)")
     bench.add_argument("--env", help="env ids, comma-separated")
     bench.add_argument("--shaping", help='shaping specs, e.g. "none,pbrs(potential=reference),pbrs(potential=reference)+pbrs(potential=distance, name=d)"')
-    bench.add_argument("--agent", default="ppo", help="ppo, a2c, dqn, sac, maskable_ppo (comma-separated)")
+    bench.add_argument("--agent", default="ppo", help="ppo, a2c, dqn, sac, maskable_ppo, action_ppo (comma-separated; action_ppo takes --n-envs 1)")
     bench.add_argument("--seeds", type=int, default=5, help="number of seeds (default 5)")
     bench.add_argument("--first-seed", type=int, default=None,
                        help="seeds are FIRST..FIRST+N-1 (default 1000: the bench's seeds, disjoint from the "

@@ -23,6 +23,10 @@ AGENT_DEFAULTS: dict[str, dict[str, Any]] = {
     "dqn": {"learning_rate": 1e-4, "buffer_size": 100_000, "learning_starts": 1000, "batch_size": 64,
             "train_freq": 4, "target_update_interval": 1000, "exploration_fraction": 0.3},
     "sac": {"learning_rate": 3e-4, "buffer_size": 300_000, "learning_starts": 1000, "batch_size": 256},
+    # ActionPPOConfig's fields; the tiny model needs a far larger step than TWOSOME's 1e-6 (LoRA on
+    # a 7B model). Chosen on TUNING_SEEDS of TextQuest-easy.
+    "action_ppo": {"model": "tiny", "lr": 3e-3, "value_lr": 1e-3, "epochs": 2, "rollout_steps": 64, "minibatch": 32,
+                   "target_kl": None},
 }
 
 # (env id prefix, agent) -> settings that differ from AGENT_DEFAULTS. Chosen on TUNING_SEEDS of the

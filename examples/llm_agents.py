@@ -35,7 +35,7 @@ def main() -> None:
     print("1. action-PPO on Align/TextQuest-easy-v0, shaped by the reference potential")
     config = ActionPPOConfig(env_id="Align/TextQuest-easy-v0", model=args.model, shaping="pbrs(potential=reference)",
                              steps=args.steps, rollout_steps=128, minibatch=32, epochs=2, lr=1e-3, value_lr=1e-3)
-    train_action_ppo(config, on_update=lambda row: print(
+    train_action_ppo(config, on_update=lambda row, _: print(
         f"   step {int(row['step']):5d}: task return {row['task_return']:.3f}, success {row['success_rate']:.2f}"))
 
     print("2. token-PPO on Align/ToolCalc-v0")

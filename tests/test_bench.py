@@ -93,6 +93,13 @@ def test_bad_grids_fail_before_anything_runs(tmp_path):
         Grid(envs=["Align/KeyDoor-5x5-v0"], shapings=["none"], agents=["ppp"])
     with pytest.raises(ValueError, match="pass a callable"):  # a shaping that does not fit one of the envs
         Grid(envs=["Align/KeyDoor-5x5-v0", "CartPole-v1"], shapings=["pbrs(potential=reference)"])
+    with pytest.raises(ValueError, match="action_ppo steps one env"):
+        Grid(envs=["Align/TextQuest-easy-v0"], shapings=["none"], agents=["action_ppo"], n_envs=8)
+    with pytest.raises(ValueError, match="unknown action_ppo hyperparams \\['learning_rate'\\]"):
+        Grid(envs=["Align/TextQuest-easy-v0"], shapings=["none"], agents=["action_ppo"], n_envs=1,
+             hyperparams={"action_ppo": {"learning_rate": 1e-3}})
+    with pytest.raises(ValueError, match="action_ppo does not relabel its rollouts, which ircr needs"):
+        Grid(envs=["Align/TextQuest-easy-v0"], shapings=["none", "ircr"], agents=["action_ppo"], n_envs=1)
     (tmp_path / "grid.toml").write_text('envs = ["Align/KeyDoor-5x5-v0"]\nshapings = ["none"]\nsteeps = 3\n')
     with pytest.raises(ValueError, match="unknown grid keys"):
         load_grid(tmp_path / "grid.toml")
@@ -185,3 +192,17 @@ def test_no_two_cells_of_a_grid_share_an_env_stream():
         env = gym.make(cell.env_id)
         env.reset(seed=seed)
         np.testing.assert_array_equal(env.reset()[0], first[i])
+
+
+def test_an_llm_agent_runs_in_the_bench_with_the_same_rows(tmp_path):
+    grid = Grid(envs=["Align/TextQuest-easy-v0"], shapings=["none", "pbrs(potential=reference)"], agents=["action_ppo"],
+                seeds=[1000], steps=128, eval_every=64, eval_episodes=3, n_envs=1)
+    results = run_grid(grid, tmp_path, jobs=2, progress=False)
+    assert len(results) == 2
+    for rows in results.values():
+        assert [r["step"] for r in rows] == [0, 64, 128] and all(r["status"] == "ok" for r in rows)
+        assert rows[0]["train_true_return"] is None and rows[-1]["train_true_return"] is not None
+        assert rows[-1]["hp.model"] == "tiny" and 0.0 <= rows[-1]["success_rate"] <= 1.0
+        if rows[-1]["shaping"] != "none":
+            assert "train_term.pbrs" in rows[-1]
+    assert "| action_ppo |" in write_report(tmp_path)

@@ -1,5 +1,6 @@
 """Token-PPO: token-in, token-out records, the placements and KL penalty wired through, GAE over a
-multi-turn episode's tokens, and the history check."""
+multi-turn episode's tokens, the history check, and learning a rewarded answer with the embedded
+model."""
 
 import gymnasium as gym
 import numpy as np
@@ -8,7 +9,13 @@ import torch
 
 import align_gym  # noqa: F401
 from align_gym.agents.llm_policy import gae, load_model
-from align_gym.agents.token_ppo import TokenPolicy, TokenPPOConfig, extends, train_token_ppo
+from align_gym.agents.token_ppo import (
+    TokenPolicy,
+    TokenPPOConfig,
+    chat_prompt_ids,
+    extends,
+    train_token_ppo,
+)
 from align_gym.wrappers.tokens import place
 
 CHARSET = "".join(chr(c) for c in range(32, 127)) + "\n"
@@ -115,3 +122,44 @@ def test_a_rewritten_history_is_flagged_not_crashed_on(models):
     second_turns = [r for r in result.turns if "(answered)" in models[1].decode(r["prompt_ids"])]
     assert second_turns and all(r["history_rewritten"] for r in second_turns)
     assert result.history_rewritten == len(second_turns) and len(result.updates) == 1  # trained on regardless
+
+
+class OneAnswerEnv(gym.Env):
+    """One question; an answer that starts with "yes" pays 1 (the model's prior favours "no")."""
+
+    question = "Answer with one word, yes or no: do cats bark?"
+
+    def __init__(self):
+        self.observation_space = gym.spaces.Text(200, charset=CHARSET)
+        self.action_space = gym.spaces.Text(400, charset=CHARSET)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.question, {}
+
+    def step(self, action):
+        win = action.strip().lower().startswith("yes")
+        return "Done.", float(win), True, False, {"success": win}
+
+
+gym.register("AlignTest/OneAnswer-v0", entry_point=OneAnswerEnv)
+
+
+def test_token_ppo_raises_the_probability_of_the_rewarded_answer_with_the_embedded_model():
+    model, tokenizer = load_model("embedded")
+    reference, _ = load_model("embedded")
+    policy = TokenPolicy(model, tokenizer, reference, seed=0)
+    prompt = chat_prompt_ids(tokenizer, [{"role": "user", "content": OneAnswerEnv.question}])
+    yes = [i for i in range(len(tokenizer)) if tokenizer.decode([i]).strip().lower() == "yes"]
+
+    def p_yes() -> float:  # the probability that the answer's first token is "yes" in any case
+        with torch.no_grad():
+            logits = policy.model(input_ids=torch.tensor([prompt])).logits[0, -1].float()
+        return float(torch.softmax(logits, -1)[yes].sum())
+
+    before = p_yes()
+    config = TokenPPOConfig(env_id="AlignTest/OneAnswer-v0", model="embedded", turns=16, rollout_turns=16,
+                            max_new_tokens=1, lr=1e-5, epochs=2, seed=0)
+    train_token_ppo(config, policy=policy)
+    after = p_yes()
+    assert before < 0.35 and after >= before + 0.25, (before, after)  # measured: 0.25 -> 0.73
