@@ -127,3 +127,12 @@ def test_lora_trains_the_adapters_and_the_value_head_and_leaves_the_base_model_f
     assert set(adapters) <= changed  # every adapter learned
     assert {name for name in before if name.startswith("value_head.")} <= changed
     assert changed <= set(adapters) | {name for name in before if name.startswith("value_head.")}  # the base did not
+
+
+@pytest.mark.parametrize("env_id", ["Align/TextWorld-v0", "Align/WebShop-v0", "Align/WebForm-v0"])
+def test_action_ppo_trains_on_each_task_family_that_lists_valid_actions(env_id):
+    config = ActionPPOConfig(env_id=env_id, model="tiny", steps=16, rollout_steps=8, minibatch=8,
+                             shaping="count(scope=episode, coef=0.01)", seed=0)
+    result = train_action_ppo(config)
+    assert [row["step"] for row in result.updates] == [8.0, 16.0]
+    assert all(np.isfinite(row["policy_loss"]) for row in result.updates)
