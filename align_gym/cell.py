@@ -25,8 +25,8 @@ ALGORITHMS = {"ppo": "stable_baselines3:PPO", "a2c": "stable_baselines3:A2C", "d
               "sac": "stable_baselines3:SAC", "maskable_ppo": "sb3_contrib:MaskablePPO"}
 # Agents that are language models, trained by our own loops rather than SB3's: name -> the library
 # they need. A cell's hyperparams are their config's fields (see agents/llm_policy.py).
-LLM_AGENTS = {"action_ppo": "peft"}
-EXTRA_OF = {"sb3_contrib": "contrib", "peft": "llm-agents"}
+LLM_AGENTS = {"action_ppo": "transformers"}
+EXTRA_OF = {"sb3_contrib": "contrib", "transformers": "llm-agents"}
 
 
 @dataclass
@@ -179,7 +179,7 @@ def run_action_ppo_cell(cell: Cell, on_row: Callable[[dict[str, Any]], None] | N
     )
 
     if cell.n_envs != 1:
-        raise ValueError(f"action_ppo steps one env; set n_envs = 1 (got {cell.n_envs})")
+        raise ValueError(f"action_ppo steps one env: set n_envs = 1 (got {cell.n_envs})")
     torch.set_num_threads(1)
     os.environ[RUN_ENV] = f"{cell.env_id}|{cell.shaping}|{cell.agent}|seed={cell.seed}"
     seeds = cell.seeds()

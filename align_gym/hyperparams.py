@@ -24,7 +24,7 @@ AGENT_DEFAULTS: dict[str, dict[str, Any]] = {
             "train_freq": 4, "target_update_interval": 1000, "exploration_fraction": 0.3},
     "sac": {"learning_rate": 3e-4, "buffer_size": 300_000, "learning_starts": 1000, "batch_size": 256},
     # ActionPPOConfig's fields; the tiny model needs a far larger step than TWOSOME's 1e-6 (LoRA on
-    # a 7B model). Chosen on TUNING_SEEDS of TextQuest-easy.
+    # a 7B model). Chosen on TextQuest-easy in runs seeded with TUNING_SEEDS.
     "action_ppo": {"model": "tiny", "lr": 3e-3, "value_lr": 1e-3, "epochs": 2, "rollout_steps": 64, "minibatch": 32,
                    "target_kl": None},
 }
