@@ -165,10 +165,12 @@ def test_token_ppo_raises_the_probability_of_the_rewarded_answer_with_the_embedd
     assert before < 0.35 and after >= before + 0.25, (before, after)  # measured: 0.25 -> 0.73
 
 
-@pytest.mark.parametrize("env_id", ["Align/ToolSQL-v0", "Align/TextQuest-easy-v0"])
-def test_token_ppo_trains_on_tool_and_text_tasks(env_id):
-    config = TokenPPOConfig(env_id=env_id, model="tiny", turns=4, rollout_turns=4, max_new_tokens=8,
-                            shaping="count(scope=episode, coef=0.01)", seed=0)
+@pytest.mark.parametrize("env_id, shaping, terms", [
+    ("Align/ToolSQL-v0", "count(scope=episode, coef=0.01)", {"count"}),
+    ("Align/TextQuest-easy-v0", "pbrs(potential=reference)+count(scope=episode, coef=0.01)", {"pbrs", "count"}),
+])
+def test_token_ppo_trains_on_tool_and_text_tasks_with_stacked_shaping(env_id, shaping, terms):
+    config = TokenPPOConfig(env_id=env_id, model="tiny", turns=4, rollout_turns=4, max_new_tokens=8, shaping=shaping, seed=0)
     result = train_token_ppo(config)
     assert len(result.updates) == 1 and len(result.turns) == 4
-    assert all(len(t["completion_ids"]) >= 1 and set(t["reward_terms"]) == {"count"} for t in result.turns)
+    assert all(len(t["completion_ids"]) >= 1 and set(t["reward_terms"]) == terms for t in result.turns)
