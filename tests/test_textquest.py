@@ -101,3 +101,14 @@ def test_progress_potential_rises_along_a_solution():
         *_, info = env.step(command)
         values.append(reference(info["state"]))
     assert values[-1] == 1.0 and values[0] < 0.5 and np.all(np.diff(values) >= 0)
+
+
+def test_the_quests_last_action_still_pays_under_potential_based_shaping():
+    from align_gym.wrappers.registry import shape_env
+
+    env = shape_env(gym.make("Align/TextQuest-easy-v0"), "pbrs(potential=reference)", gamma=0.99)
+    _, info = env.reset(seed=3)
+    for command in solve(env.unwrapped, explore=lambda c: not c.startswith("drop ")):
+        *_, info = env.step(command)
+    # arriving earns half the subgoal's potential, taking the treasure the other half
+    assert info["success"] and info["reward_terms"]["pbrs"] == pytest.approx(-0.5)
