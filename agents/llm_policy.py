@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..wrappers.core import shaping_layers
 from ..wrappers.registry import shape_env
 from ..wrappers.terms import EPISODE_SUMMARY
 
@@ -83,6 +84,13 @@ class ActionPPOConfig:
 
 
 # -- the model ---------------------------------------------------------------------------------
+
+def resolve_device(spec: str) -> str:
+    """``spec`` itself, or for ``"auto"`` CUDA where present, else the CPU."""
+    if spec != "auto":
+        return spec
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
 
 def load_model(spec: str, seed: int = 0, device: str = "cpu") -> tuple[Any, Any]:
     """The (model, tokenizer) ``spec`` names: ``"tiny"``, ``"embedded"`` (SmolLM2-135M-Instruct)
@@ -291,8 +299,7 @@ def prompt_of(observation: str) -> str:
 def make_action_policy(config: ActionPPOConfig) -> ActionLikelihoodPolicy:
     """The untrained policy ``config`` describes: its model (with LoRA adapters when
     ``config.lora``) on its device, seeded by ``config.seed``."""
-    device = config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    model, tokenizer = load_model(config.model, seed=config.seed, device=device)
+    model, tokenizer = load_model(config.model, seed=config.seed, device=resolve_device(config.device))
     if config.lora:
         model = add_lora(model)
     return ActionLikelihoodPolicy(model, tokenizer, config.normalisation, seed=config.seed)
@@ -311,7 +318,7 @@ def train_action_ppo(config: ActionPPOConfig, policy: ActionLikelihoodPolicy | N
     env = shape_env(gym.make(config.env_id, **config.env_kwargs), config.shaping, gamma=config.gamma)
     if not isinstance(env.action_space, gym.spaces.Text):
         raise ValueError(f"{config.env_id} takes {env.action_space}; action-PPO takes text envs that list valid_actions")
-    refuse_redistribution(env, "action-PPO")
+    refuse_redistribution([layer.module for layer in shaping_layers(env)], "action-PPO")
     rng = np.random.default_rng(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     result = TrainResult(asdict(config))
@@ -416,12 +423,12 @@ def evaluate_action_policy(policy: ActionLikelihoodPolicy, env_id: str, n_episod
     return Evaluation(float(np.mean(returns)), float(np.std(returns)), float(np.mean(successes)), float(np.mean(lengths)))
 
 
-def refuse_redistribution(env: gym.Env, agent: str) -> None:
-    """ValueError if ``env``'s stack holds a redistribution that waits for an agent to relabel its
+def refuse_redistribution(modules: list[Any], agent: str) -> None:
+    """ValueError if ``modules`` hold a redistribution that waits for an agent to relabel its
     rollouts (ircr, rrd, lare): our LLM agents do not (their online variants, ``online=true``, run)."""
-    from ..wrappers.credit import redistribution_modules
+    from ..wrappers.credit import waits_for_agent
 
-    waiting = redistribution_modules(env)
+    waiting = [m for m in modules if waits_for_agent(m)]
     if waiting:
         raise ValueError(f"{agent} does not relabel its rollouts, which {waiting[0].name} needs: train it with an SB3 "
                          f"agent, or pay its model's reward online ({waiting[0].name}(online=true)) where the method has that")

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..wrappers.core import shaping_layers
 from ..wrappers.registry import shape_env
 from ..wrappers.terms import EPISODE_SUMMARY
 from ..wrappers.tokens import place
@@ -41,6 +42,7 @@ from .llm_policy import (
     recent_scores,
     record_update,
     refuse_redistribution,
+    resolve_device,
     resume_run,
 )
 
@@ -167,7 +169,7 @@ def train_token_ppo(config: TokenPPOConfig, policy: TokenPolicy | None = None,
                     on_update: Callable[[dict[str, float], TrainResult], None] | None = None) -> TrainResult:
     """Train ``config.model`` on ``config.env_id`` with token-level PPO; returns the records and logs.
     ``on_update`` sees each update's row and the run so far."""
-    device = config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(config.device)
     if policy is None:
         model, tokenizer = load_model(config.model, seed=config.seed, device=device)
         reference, _ = load_model(config.model, seed=config.seed, device=device)
@@ -179,7 +181,7 @@ def train_token_ppo(config: TokenPPOConfig, policy: TokenPolicy | None = None,
     env = shape_env(gym.make(config.env_id, **config.env_kwargs), config.shaping, gamma=config.gamma)
     if not isinstance(env.action_space, gym.spaces.Text):
         raise ValueError(f"{config.env_id} takes {env.action_space}; token-PPO writes text actions")
-    refuse_redistribution(env, "token-PPO")
+    refuse_redistribution([layer.module for layer in shaping_layers(env)], "token-PPO")
     rng, generator = np.random.default_rng(config.seed), torch.Generator().manual_seed(config.seed)
     result = TrainResult(asdict(config))
     taken = resume_run(config, policy, optimizer, rng, generator, result)

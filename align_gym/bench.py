@@ -93,14 +93,10 @@ def check_agent(agent: str) -> None:
 
 
 def check_llm_agent(grid: Grid, agent: str) -> None:
-    """An LLM agent steps one env, its hyperparams are its config's fields, and it relabels no
-    rollouts (so takes no redistribution that waits for that)."""
+    """An LLM agent steps one env, and its hyperparams are its config's fields."""
     from dataclasses import fields
 
-    import gymnasium as gym
-
-    from .agents.llm_policy import ActionPPOConfig, refuse_redistribution
-    from .wrappers.registry import shape_env
+    from .agents.llm_policy import ActionPPOConfig
 
     if grid.n_envs != 1:
         raise ValueError(f"{agent} steps one env: set n_envs = 1 (got {grid.n_envs})")
@@ -108,18 +104,13 @@ def check_llm_agent(grid: Grid, agent: str) -> None:
     unknown = set(grid.hyperparams.get(agent, {})) - known
     if unknown:
         raise ValueError(f"unknown {agent} hyperparams {sorted(unknown)}; known: {sorted(known)}")
-    for env_id in grid.envs:
-        for spec in grid.shapings:
-            env = shape_env(gym.make(env_id), spec, gamma=0.99)
-            try:
-                refuse_redistribution(env, agent)
-            finally:
-                env.close()
 
 
 def validate_grid(grid: Grid) -> None:
     """Check every env id, agent and shaping (built on each env) before anything runs."""
     import gymnasium as gym
+
+    from .agents.llm_policy import refuse_redistribution
 
     if grid.steps <= 0 or not grid.seeds:
         raise ValueError("a grid needs steps > 0 and at least one seed")
@@ -137,7 +128,9 @@ def validate_grid(grid: Grid) -> None:
             for agent in grid.agents:
                 gamma = {**hyperparams_for(env_id, agent), **grid.hyperparams.get(agent, {})}["gamma"]
                 for spec in grid.shapings:
-                    check_spec(spec, env, gamma=gamma)
+                    modules = check_spec(spec, env, gamma=gamma)
+                    if agent in LLM_AGENTS:  # they relabel no rollouts
+                        refuse_redistribution(modules, agent)
         finally:
             env.close()
 

@@ -238,9 +238,14 @@ class RewardRedistribution(ShapingWrapper, RecordConstructorArgs):
                                                           fit_rounds=fit_rounds, seed=seed, name=name))
 
 
+def waits_for_agent(module: Any) -> bool:
+    """Whether ``module`` is a redistribution that an agent must relabel its rollouts or replay
+    buffer for (``online=false``, the default)."""
+    return isinstance(module, Redistribution) and not module.online
+
+
 def redistribution_modules(env: Any) -> list[Redistribution]:
     """The :class:`Redistribution` modules in ``env``'s shaping stack that wait for an agent."""
     from .core import shaping_layers
 
-    return [layer.module for layer in shaping_layers(env)
-            if isinstance(layer.module, Redistribution) and not layer.module.online]
+    return [layer.module for layer in shaping_layers(env) if waits_for_agent(layer.module)]

@@ -236,12 +236,14 @@ def make_modules(spec: SpecLike | ShapingSpec, env: Any, *, gamma: float) -> lis
     return modules
 
 
-def check_spec(spec: SpecLike | ShapingSpec, env: Any, *, gamma: float) -> None:
+def check_spec(spec: SpecLike | ShapingSpec, env: Any, *, gamma: float) -> list[RewardModule]:
     """Raise ValueError unless ``spec`` builds on ``env`` (what the bench checks before it runs);
-    the modules built are closed again (an annotator's thread, a labeller's child)."""
-    for module in make_modules(spec, env, gamma=gamma):
+    returns the modules built, closed again (an annotator's thread, a labeller's child)."""
+    modules = make_modules(spec, env, gamma=gamma)
+    for module in modules:
         if callable(getattr(module, "close", None)):
             module.close()
+    return modules
 
 
 def is_invariant(spec: SpecLike | ShapingSpec) -> bool:
