@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -351,7 +352,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 0
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError, ImportError) as error:
+        # Bad input (an unknown env or shaping, a refused grid, a missing model or extra): the
+        # reason on one line, not a traceback. ALIGN_GYM_TRACEBACK=1 shows where it came from.
+        if os.environ.get("ALIGN_GYM_TRACEBACK"):
+            raise
+        sys.exit(f"align-gym {args.command}: {type(error).__name__}: {error}")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,6 @@ def test_token_ppo_runs_from_the_command_line_and_bad_settings_are_refused(tmp_p
     with pytest.raises(SystemExit, match="not a setting of action-ppo"):
         main(["train-llm", "--env", "Align/TextQuest-easy-v0", "--algo", "action-ppo", "--placement", "uniform",
               "--out", str(tmp_path / "x")])
-    with pytest.raises(FileNotFoundError, match="no model folder"):
+    with pytest.raises(SystemExit, match="FileNotFoundError: .*no model folder"):
         main(["train-llm", "--env", "Align/TextQuest-easy-v0", "--model", str(tmp_path / "missing"), "--steps", "4",
               "--out", str(tmp_path / "y")])
