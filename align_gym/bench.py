@@ -28,10 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from .cell import LLM_AGENTS, Cell, algorithm_module, missing_agent, run_cell
 from .hyperparams import BENCH_FIRST_SEED, hyperparams_for
+from .progress import progress_bar
 from .wrappers.registry import check_spec, is_invariant, split_specs
 
 RESULTS = "results.jsonl"
@@ -250,15 +249,17 @@ def _run_with_queue(cell: Cell, progress: Any) -> list[dict[str, Any]]:
 
 class _Progress:
     """One bar for the whole grid (env steps, ETA) whose postfix shows cells done and how far each
-    running cell is; a line for each finished cell."""
+    running cell is; a line for each finished cell. Off a terminal, a summary line a minute
+    instead of the bar (:func:`~align_gym.progress.progress_bar`)."""
 
     def __init__(self, cells: list[Cell], enabled: bool):
         self.budget = {cell_id(c): c.steps for c in cells}
         self.names = {cell_id(c): f"{c.shaping}/s{c.seed}" for c in cells}
         self.done_steps = dict.fromkeys(self.budget, 0)
         self.finished: set[str] = set()
-        self.bar = tqdm(total=sum(self.budget.values()), unit="step", unit_scale=True, disable=not enabled,
-                        desc="bench", smoothing=0.05)
+        # A live bar on a terminal; in a log, a line per finished cell and a summary a minute.
+        self.bar = progress_bar(total=sum(self.budget.values()), desc="bench", unit="step", enabled=enabled,
+                                unit_scale=True, smoothing=0.05)
 
     def step(self, key: str, step: int) -> None:
         step = min(step, self.budget[key])
@@ -266,7 +267,8 @@ class _Progress:
         self.done_steps[key] = step
         running = [f"{self.names[k]} {self.done_steps[k] / self.budget[k]:.0%}"
                    for k in self.budget if k not in self.finished and self.done_steps[k] > 0]
-        self.bar.set_postfix_str(f"cells {len(self.finished)}/{len(self.budget)} | " + ", ".join(running[:4]))
+        cells = f"cells {len(self.finished)}/{len(self.budget)}"
+        self.bar.set_postfix_str(cells + (" | " + ", ".join(running[:4]) if running else ""))
 
     def finish(self, cell: Cell, rows: list[dict[str, Any]]) -> None:
         key = cell_id(cell)

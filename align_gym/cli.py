@@ -137,10 +137,9 @@ def _cmd_judge_check(args: argparse.Namespace) -> int:
 def _cmd_train_llm(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
-    from tqdm import tqdm
-
     from .agents.llm_policy import ActionPPOConfig, train_action_ppo
     from .agents.token_ppo import TokenPPOConfig, train_token_ppo
+    from .progress import progress_bar
 
     config_class, train, budget = ((ActionPPOConfig, train_action_ppo, "steps") if args.algo == "action-ppo"
                                    else (TokenPPOConfig, train_token_ppo, "turns"))
@@ -153,7 +152,7 @@ def _cmd_train_llm(args: argparse.Namespace) -> int:
                 raise SystemExit(f"align-gym train-llm: --{name} is not a setting of {args.algo}")
             given[name] = value
     config = config_class(**given)
-    bar = tqdm(total=args.steps, unit="step", desc=f"{args.algo} on {args.env}")
+    bar = progress_bar(total=args.steps, unit="step", desc=f"{args.algo} on {args.env}")
 
     def show(row: dict, _run: object) -> None:
         done = int(row.get("step", row.get("turn", 0)))

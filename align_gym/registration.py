@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 
+MINIHACK_TASKS = ("Room-5x5", "Room-15x15", "KeyRoom-S5", "MazeWalk-9x9", "River")
 # id -> (entry point, kwargs). A bare id is an alias of the default variant named beside it.
 ENV_TABLE: dict[str, tuple[str, dict]] = {
     "Align/KeyDoor-5x5-v0": ("align_gym.envs.keydoor:KeyDoorEnv", {"size": 5}),
@@ -27,6 +28,7 @@ ENV_TABLE: dict[str, tuple[str, dict]] = {
     # The same dynamics for SB3: vector observations, a Discrete action, action_masks().
     **{f"Align/TextQuest-{level}-Choice-v0": ("align_gym.choice:ChoiceEnv", {"text_env": f"Align/TextQuest-{level}-v0"})
        for level in ("easy", "medium", "hard")},
+    "Align/TextQuest-Choice-v0": ("align_gym.choice:ChoiceEnv", {"text_env": "Align/TextQuest-medium-v0"}),  # = medium
     "Align/TextWorld-v0": ("align_gym.envs.text.textworld:TextWorldEnv", {"games": 20}),
     "Align/TextWorld-Choice-v0": ("align_gym.choice:ChoiceEnv", {"text_env": "Align/TextWorld-v0", "slots": 32}),
     "Align/ToolCalc-v0": ("align_gym.envs.tools.toolcalc:ToolCalcEnv", {"steps": 3}),
@@ -39,7 +41,10 @@ ENV_TABLE: dict[str, tuple[str, dict]] = {
     "Align/WebForm-Choice-v0": ("align_gym.choice:ChoiceEnv", {"text_env": "Align/WebForm-v0", "slots": 16}),
     # MiniHack (the [minihack] extra): the adapter gives them the task contract.
     **{f"Align/MiniHack-{name}-v0": ("align_gym.envs.minihack:MiniHackEnv", {"name": name})
-       for name in ("Room-5x5", "Room-15x15", "KeyRoom-S5", "MazeWalk-9x9", "River")},
+       for name in MINIHACK_TASKS},
+    # The same tasks with one flat Box observation, for MLP agents (CleanRL-style loops).
+    **{f"Align/MiniHack-{name}-Flat-v0": ("align_gym.envs.minihack:MiniHackEnv", {"name": name, "observation": "flat"})
+       for name in MINIHACK_TASKS},
 }
 
 

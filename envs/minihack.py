@@ -13,7 +13,10 @@
   make value bootstrapping wrong at the cut);
 - an observation SB3's ``MultiInputPolicy`` takes: ``crop``, the 9x9 map around the agent as one
   of :data:`N_CLASSES` symbol classes per cell (SB3 one-hot encodes a ``MultiDiscrete``), and
-  ``stats``, the agent's position in the map and whether it holds a key, in [0, 1].
+  ``stats``, the agent's position in the map and whether it holds a key, in [0, 1];
+- with ``observation="flat"`` (the ``-Flat-v0`` ids), the same content as one ``Box`` of floats
+  in [0, 1] (the crop one-hot, then the stats), for an MLP over a flat vector: CleanRL's
+  ``ppo.py`` and any loop that reads ``observation_space.shape``.
 
 Seeding: NetHack ignores gymnasium's seed, so each reset draws NetHack's core, display and
 level-generator seeds from the env's own generator (``self.np_random``): the same seed and
@@ -159,9 +162,11 @@ class MiniHackEnv(AlignEnv):
         return TASKS[name][1]
 
     def __init__(self, name: str = "Room-5x5", max_steps: int | None = None,
-                 render_mode: str | None = None):
+                 render_mode: str | None = None, observation: str = "dict"):
         if name not in TASKS:
             raise ValueError(f"unknown MiniHack task {name!r}; choose one of {sorted(TASKS)}")
+        if observation not in ("dict", "flat"):
+            raise ValueError(f"observation must be 'dict' or 'flat', got {observation!r}")
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
         try:
@@ -181,10 +186,14 @@ class MiniHackEnv(AlignEnv):
         # MiniHack's own limit sits above ours so that the cut is always ours (a truncation).
         self._game._max_episode_steps = self.max_steps + 1
         self.action_space = spaces.Discrete(len(self._game.actions))
-        self.observation_space = spaces.Dict({
-            "crop": spaces.MultiDiscrete(np.full(CROP * CROP, N_CLASSES)),
-            "stats": spaces.Box(0.0, 1.0, shape=(3,), dtype=np.float32),
-        })
+        self.observation = observation
+        if observation == "flat":
+            self.observation_space = spaces.Box(0.0, 1.0, shape=(CROP * CROP * N_CLASSES + 3,), dtype=np.float32)
+        else:
+            self.observation_space = spaces.Dict({
+                "crop": spaces.MultiDiscrete(np.full(CROP * CROP, N_CLASSES)),
+                "stats": spaces.Box(0.0, 1.0, shape=(3,), dtype=np.float32),
+            })
         self._raw: dict[str, np.ndarray] = {}
         self._things: dict[str, list[str]] = {}
         self._steps = 0
@@ -231,9 +240,12 @@ class MiniHackEnv(AlignEnv):
         around = f"Next to you: {', '.join(things)}." if things else "Nothing of note is next to you."
         return f"{message} {around}" if message else around
 
-    def _observation(self, state: State) -> dict[str, np.ndarray]:
+    def _observation(self, state: State) -> dict[str, np.ndarray] | np.ndarray:
         stats = np.array([state["x"] / 78.0, state["y"] / 20.0, float(state["holds_key"])], dtype=np.float32)
-        return {"crop": _CLASS_OF[self._crop()].reshape(-1), "stats": stats}
+        crop = _CLASS_OF[self._crop()].reshape(-1)
+        if self.observation == "flat":  # the one-hot SB3 gives the dict's MultiDiscrete, flattened
+            return np.concatenate([np.eye(N_CLASSES, dtype=np.float32)[crop].reshape(-1), stats])
+        return {"crop": crop, "stats": stats}
 
     def _read(self, raw: dict[str, np.ndarray], success: bool | None = None):
         self._raw = {key: value.copy() for key, value in raw.items()}  # NLE reuses its arrays

@@ -21,8 +21,12 @@ def bench(*args: str, **kwargs) -> subprocess.CompletedProcess:
 
 def test_a_tiny_grid_writes_rows_summary_and_curves(tmp_path):
     out = tmp_path / "tiny"
-    bench("--env", "Align/KeyDoor-5x5-v0,Align/MountainCarSparse-v0", "--shaping", "none,pbrs(potential=reference)",
-          "--seeds", "2", *TINY, "--jobs", "2", "--out", str(out))
+    run = bench("--env", "Align/KeyDoor-5x5-v0,Align/MountainCarSparse-v0", "--shaping", "none,pbrs(potential=reference)",
+                "--seeds", "2", *TINY, "--jobs", "2", "--out", str(out))
+    # a log, not a terminal: whole lines (one per finished cell, then a summary), no redrawn bar
+    log = run.stdout + run.stderr
+    assert "\r" not in log and sum(line.startswith("done Align/") for line in log.splitlines()) == 8
+    assert "bench: 16,000/16,000 step (100%)" in run.stderr
     finished = read_results(out)
     assert len(finished) == 2 * 2 * 2
     for rows in finished.values():

@@ -108,3 +108,46 @@ def test_a_game_end_leaves_the_process_signals_as_they_were():
         *_, terminated, _, _ = env.step(SOUTH_EAST)
     assert terminated  # NetHack ignores SIGHUP and SIGXCPU when a game ends; the adapter undoes it
     assert ignored_signals() == before and signal.SIGXCPU not in before
+
+
+def test_the_flat_ids_show_the_dict_observation_one_hot_in_one_box():
+    flat, nested = gym.make("Align/MiniHack-KeyRoom-S5-Flat-v0"), gym.make("Align/MiniHack-KeyRoom-S5-v0")
+    (a, info_a), (b, info_b) = flat.reset(seed=4), nested.reset(seed=4)
+    n_classes = int(nested.observation_space["crop"].nvec[0])
+    for _ in range(5):
+        assert flat.observation_space.contains(a) and info_a["state"] == info_b["state"]
+        assert np.array_equal(a[:-3].reshape(-1, n_classes).argmax(1), b["crop"]) and np.array_equal(a[-3:], b["stats"])
+        action = int(flat.action_space.sample())
+        a, *_, info_a = flat.step(action)
+        b, *_, info_b = nested.step(action)
+
+
+def test_a_cleanrl_shaped_loop_builds_its_mlp_from_the_flat_space_and_trains():
+    """The shape of CleanRL's ppo.py: a sync vector env, an MLP sized by
+    ``np.array(envs.single_observation_space.shape).prod()``, sampled actions, a policy-gradient step."""
+    import torch
+    from torch import nn
+
+    envs = gym.vector.SyncVectorEnv([lambda: gym.wrappers.RecordEpisodeStatistics(gym.make("Align/MiniHack-Room-5x5-Flat-v0"))
+                                     for _ in range(2)])
+    assert isinstance(envs.single_action_space, gym.spaces.Discrete)
+    inputs = int(np.array(envs.single_observation_space.shape).prod())
+    actor = nn.Sequential(nn.Linear(inputs, 64), nn.Tanh(), nn.Linear(64, int(envs.single_action_space.n)))
+    optimizer = torch.optim.Adam(actor.parameters(), lr=1e-3)
+    before = [p.detach().clone() for p in actor.parameters()]
+    obs, _ = envs.reset(seed=0)
+    log_probs, rewards = [], []
+    for _ in range(64):
+        dist = torch.distributions.Categorical(logits=actor(torch.as_tensor(obs, dtype=torch.float32)))
+        action = dist.sample()
+        obs, reward, terminated, truncated, infos = envs.step(action.numpy())
+        log_probs.append(dist.log_prob(action))
+        rewards.append(torch.as_tensor(reward, dtype=torch.float32))
+    returns = torch.stack(rewards).flip(0).cumsum(0).flip(0)
+    loss = -(torch.stack(log_probs) * (returns - returns.mean())).mean()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    assert obs.shape == (2, inputs) and torch.isfinite(loss)
+    assert any(not torch.equal(p, q) for p, q in zip(actor.parameters(), before))
+    envs.close()

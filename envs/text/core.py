@@ -4,14 +4,20 @@ A :class:`TextEnv` is an :class:`~align_gym.envs.AlignEnv` with text observation
 ``step(action: str)`` over :class:`gymnasium.spaces.Text` (printable characters and newlines), and
 on reset and every step:
 
-- ``info["valid_actions"]``: the admissible commands now, exactly those that change something or
-  are answers (for tool tasks, a finite menu of well-formed calls, the solving ones included);
+- ``info["valid_actions"]``: the admissible commands now, exactly those that change something
+  (the symbolic state, hence ``state_hash``, or the episode's end: answers end it). Where commands
+  take free text (tool calls, typing, searching) it is a finite menu of such commands, the solving
+  ones included;
 - ``info["action_valid"]`` and, when false, ``info["invalid_action"]``: the parser's message in
   words. An invalid action changes nothing and earns ``invalid_reward``; ``step`` never raises on
   any string;
 - ``info["state_hash"]``: a stable hash of the symbolic state without the step counter, so the
   same situation reached twice hashes the same;
 - ``info["reward_parts"]`` where the task's reward has parts.
+
+Observations stay inside ``observation_space`` whatever the player types: a parser echoes the
+player's words only through :func:`quote` (short, ASCII, escaped), and the base class escapes any
+character outside :data:`CHARSET` and cuts an observation longer than :data:`MAX_CHARS`, saying so.
 
 A subclass builds its world in :meth:`TextEnv._new_episode`, applies a command in
 :meth:`TextEnv._act` and describes itself in :meth:`TextEnv._observe`,
@@ -37,11 +43,41 @@ from ..core import AlignEnv, State
 #: Every character a text observation or command may hold: printable ASCII and the newline.
 CHARSET = "".join(chr(code) for code in range(32, 127)) + "\n"
 MAX_CHARS = 4096
+_CHARSET_SET = frozenset(CHARSET)
 
 
 def text_space(max_length: int = MAX_CHARS) -> spaces.Text:
     """A :class:`gymnasium.spaces.Text` over :data:`CHARSET` (the default charset has no space)."""
     return spaces.Text(max_length=max_length, min_length=0, charset=CHARSET)
+
+
+def quote(text: str, limit: int = 40) -> str:
+    """The player's words as a parser echoes them: quoted, at most ``limit`` characters, and every
+    character outside :data:`CHARSET` escaped as Python's ``ascii()`` writes it.
+
+    >>> print(quote("take ключ"))
+    'take \\u043a\\u043b\\u044e\\u0447'
+    >>> print(quote("go " + "x" * 100, limit=8))
+    'go xxxxx'... (103 characters)
+    """
+    shown = ascii(text[:limit])
+    return shown if len(text) <= limit else f"{shown}... ({len(text)} characters)"
+
+
+def fit_text(text: str, max_length: int = MAX_CHARS) -> str:
+    """``text`` inside :func:`text_space`: characters outside :data:`CHARSET` escaped (``\\xe9``),
+    and, past ``max_length``, cut with a closing line that says how much was left out.
+
+    >>> print(fit_text("Zo\\u00eb"))
+    Zo\\xeb
+    """
+    if all(char in _CHARSET_SET for char in text) and len(text) <= max_length:
+        return text  # the common case, checked in one pass
+    text = "".join(char if char in _CHARSET_SET else ascii(char)[1:-1] for char in text)
+    if len(text) > max_length:
+        note = f"\n[observation cut: {len(text)} characters, at most {max_length} shown]"
+        text = text[:max_length - len(note)] + note
+    return text
 
 
 def normalise_command(command: str) -> str:
@@ -161,7 +197,9 @@ class TextEnv(AlignEnv):
         return {**self.symbolic_state(), "steps": self._steps}
 
     def _text_info(self, message: str, outcome: Outcome | None, ended: bool) -> tuple[str, dict[str, Any]]:
-        observation = self._observe(message)
+        # The last guard of the observation space: tasks keep to it, but a page, a row or a file
+        # a task shows may hold anything (the parsers' echoes are already quoted).
+        observation = fit_text(self._observe(message))
         self._last = observation
         info = self._info(self._caption(message), (outcome.success if outcome else False) if ended else None)
         info["valid_actions"] = self.valid_actions()

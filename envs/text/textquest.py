@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from ..core import State
-from .core import Outcome, TextEnv, normalise_command
+from .core import Outcome, TextEnv, normalise_command, quote
 
 KEYS = ("brass key", "iron key", "silver key", "copper key")
 TREASURES = ("golden idol", "silver ring", "old map", "jade statue", "ruby amulet", "oil lamp", "leather book")
@@ -338,7 +338,7 @@ class TextQuestEnv(TextEnv):
             return matches[0], ""
         if len(matches) > 1:
             return None, f"Which {name} do you mean: {' or '.join(matches)}?"
-        return None, f"You see no {name} to {kind} here." if name else f"What do you want to {kind}?"
+        return None, f"You see no {quote(name)} to {kind} here." if name else f"What do you want to {kind}?"
 
     def _act(self, command: str) -> Outcome:
         text = normalise_command(command)
@@ -350,8 +350,8 @@ class TextQuestEnv(TextEnv):
         handler = {"go": self._go, "take": self._take, "drop": self._drop, "open": self._open,
                    "unlock": self._unlock}.get(verb)
         if handler is None:
-            shown = command.strip()[:40] or "(nothing)"
-            return Outcome(f"I don't understand {shown!r}. Try go, take, drop, open or unlock.", valid=False)
+            shown = quote(command.strip()) if command.strip() else "(nothing)"
+            return Outcome(f"I don't understand {shown}. Try go, take, drop, open or unlock.", valid=False)
         outcome = handler(rest.strip())
         if outcome.valid and self._succeeded():
             return Outcome(f"{outcome.message} Quest complete!", reward=1.0, terminated=True, success=True)
@@ -360,7 +360,7 @@ class TextQuestEnv(TextEnv):
     def _go(self, direction: str) -> Outcome:
         direction = {"n": "north", "s": "south", "e": "east", "w": "west"}.get(direction, direction)
         if direction not in DIRECTIONS:
-            return Outcome(f"Go where? Say north, south, east or west (not {direction!r}).", valid=False)
+            return Outcome(f"Go where? Say north, south, east or west (not {quote(direction)}).", valid=False)
         if direction not in self.exits[self.room]:
             return Outcome(f"You can't go {direction} from the {self.room}.", valid=False)
         if self._is_locked(self.room, direction):
@@ -380,7 +380,7 @@ class TextQuestEnv(TextEnv):
     def _drop(self, name: str) -> Outcome:
         item, _ = self._resolve(name, self._carrying(), "drop")
         if item is None:
-            return Outcome(f"You don't carry any {name}." if name else "What do you want to drop?", valid=False)
+            return Outcome(f"You don't carry any {quote(name)}." if name else "What do you want to drop?", valid=False)
         self.place[item] = self.room
         return Outcome(f"You drop the {item}.")
 
@@ -410,7 +410,7 @@ class TextQuestEnv(TextEnv):
             return Outcome(f"Unlock the {direction} door with what?", valid=False)
         key, error = self._resolve(key_name, self._carrying(), "use")
         if key is None:
-            return Outcome(f"You don't carry any {key_name.strip()}.", valid=False)
+            return Outcome(f"You don't carry any {quote(key_name.strip())}.", valid=False)
         if key != self.locks[(self.room, direction)]:
             return Outcome(f"The {key} does not fit the {direction} door.", valid=False)
         self.unlocked |= self._door_sides(self.room, direction)

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..core import State
-from .core import Outcome, TextEnv, normalise_command
+from .core import Outcome, TextEnv, normalise_command, quote
 
 _NO_CHANGE = ("look", "inventory", "examine ")
 _PROMPT = re.compile(r"\n>.*\Z", re.S)  # the game's prompt and status line after the feedback
@@ -153,7 +153,7 @@ class TextWorldEnv(TextEnv):
         admissible = {plain(c): c for c in self._state.admissible_commands}
         text = admissible.get(plain(command))
         if text is None:
-            return Outcome(f"That is not something you can do here: {command.strip()[:60]!r}. "
+            return Outcome(f"That is not something you can do here: {quote(command.strip(), limit=60)}. "
                            f"Try one of: {', '.join(self.valid_actions()[:6])}.", valid=False)
         self._state, _, done = self._game.step(text)
         message = _PROMPT.sub("", self._state.feedback).strip() or "Nothing happens."

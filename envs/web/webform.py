@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..core import State
-from ..text.core import Outcome, TextEnv
+from ..text.core import Outcome, TextEnv, quote
 from .pages import ActionError, Element, Page, Text, parse_action
 
 KINDS = ("form", "sequence", "list")
@@ -140,7 +140,7 @@ class WebFormEnv(TextEnv):
     def _click(self, argument: str) -> Outcome:
         element = self.page().find(("button",), argument)
         if element is None:
-            raise ActionError(f"Nothing to click called {argument[:40]!r}; clickable: "
+            raise ActionError(f"Nothing to click called {quote(argument)}; clickable: "
                               f"{', '.join(self.page().clickables())}.")
         if self.kind == "sequence":
             self.clicks.append(element.label)
@@ -171,8 +171,9 @@ class WebFormEnv(TextEnv):
                         if self.values[field] != value]
         actions += [f"select[{p.label}]" for p in page.parts
                     if isinstance(p, Element) and p.kind == "option" and not p.selected]
-        actions += [f"click[{label}]" for label in page.clickables()
-                    if not (self.kind == "sequence" and label in self.clicks)]
+        # Every button changes something: in a sequence, clicking one already clicked is a wrong
+        # click and ends the episode, so it is listed too (an agent must learn not to).
+        actions += [f"click[{label}]" for label in page.clickables()]
         return actions
 
     def symbolic_state(self) -> State:

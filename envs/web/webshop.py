@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..core import State
-from ..text.core import Outcome, TextEnv
+from ..text.core import Outcome, TextEnv, quote
 from .catalogue import MAX_RESULTS, TYPES, Catalogue, Goal, Product, get_catalogue, score
 from .pages import ActionError, Element, Page, Text, parse_action
 
@@ -64,9 +64,10 @@ class WebShopEnv(TextEnv):
     task = "Find and buy the product the instruction describes, with its options, under its price bound."
     state_schema = {
         "page": "search, results, item, detail or bought",
-        "query": "the last search",
-        "results_page": "which page of results (0-based)",
+        "query": "the search whose results are shown or one click away ('' on the search page)",
+        "results_page": "which page of those results (0-based; 0 on the search page)",
         "item": "the open product's id, or ''",
+        "detail": "which part of the product the detail page shows (description or features), or ''",
         "chosen": "the options chosen on the product page, 'kind=value' comma-separated",
         "item_matches": "whether the open product can score 1 (type, attributes, price, options offered)",
         "matches_shown": "how many products on this results page can score 1",
@@ -173,7 +174,7 @@ class WebShopEnv(TextEnv):
         element = page.find(("button", "link", "choice"), label)
         if element is None:
             options = ", ".join(page.clickables()[:12]) or "nothing (search instead)"
-            raise ActionError(f"Nothing to click called {label[:40]!r} here; clickable: {options}.")
+            raise ActionError(f"Nothing to click called {quote(label)} here; clickable: {options}.")
         name = element.label.lower()
         if name == "back to search":
             self.page_kind, self.item, self.chosen = "search", None, {}
@@ -221,9 +222,14 @@ class WebShopEnv(TextEnv):
     def symbolic_state(self) -> State:
         goal, item = self.goal, self.item
         on_item = item is not None and self.page_kind in ("item", "detail", "bought")
+        # What the page shows and what the next action can change, nothing that lingers: on the
+        # search page a new search replaces the last query, so the last query is not state there.
+        searching = self.page_kind == "search"
         return {
-            "page": self.page_kind, "query": self.query, "results_page": self.results_page,
+            "page": self.page_kind, "query": "" if searching else self.query,
+            "results_page": 0 if searching else self.results_page,
             "item": item.id if on_item else "",
+            "detail": self.detail if self.page_kind == "detail" else "",
             "chosen": ",".join(f"{k}={v}" for k, v in sorted(self.chosen.items())),
             "item_matches": bool(on_item and goal.matches(item)),
             "matches_shown": sum(goal.matches(p) for p in self._shown()) if self.page_kind == "results" else 0,
