@@ -68,7 +68,8 @@ def _cmd_serve_env(args: argparse.Namespace) -> int:
     from .agents.openenv_server import serve
 
     try:
-        serve(args.env, args.shaping, gamma=args.gamma, max_concurrent=args.max_concurrent, host=args.host, port=args.port)
+        serve(args.env, args.shaping, gamma=args.gamma, max_concurrent=args.max_concurrent, idle_timeout=args.idle_timeout,
+              host=args.host, port=args.port)
     except ValueError as error:  # a bad id, spec or setting: say so, start nothing
         raise SystemExit(f"align-gym serve-env: {error}") from None
     return 0
@@ -252,17 +253,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve_env.add_argument("--shaping", default="none", help="a shaping spec, layers joined by + (default none)")
     serve_env.add_argument("--gamma", type=float, default=1.0,
                            help="the trainer's discount (default 1: GRPO-style trainers score undiscounted returns)")
-    serve_env.add_argument("--max-concurrent", type=int, default=8, help="most sessions at once (default 8)")
+    serve_env.add_argument("--max-concurrent", type=int, default=8,
+                           help="most sessions at once; a client past it is refused with the reason (default 8)")
+    serve_env.add_argument("--idle-timeout", type=float, default=600, metavar="SECONDS",
+                           help="close a session whose client sends nothing for this long, freeing its slot; "
+                                "0 never (default 600)")
     serve_env.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve_env.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve_env.set_defaults(run=_cmd_serve_env)
 
     serve_web = commands.add_parser(
         "serve-web", help="serve a web env's pages to people and browsers",
-        description="Serve the pages of Align/WebShop-v0 or Align/WebForm-v0 over HTTP: links and forms work in "
-                    "any browser; the first page shows the instruction, the last the score.")
+        description="Serve the pages of Align/WebShop-v0 or Align/WebForm-v0 over HTTP: buttons and forms work in "
+                    "any browser; the first page shows the instruction, the last the score. Actions are POST forms "
+                    "carrying the episode's token, and a request must name this server as its Host, so other "
+                    "sites open in the same browser cannot drive the episode.")
     serve_web.add_argument("--env", default="Align/WebShop-v0", help="a web env id (default Align/WebShop-v0)")
-    serve_web.add_argument("--seed", type=int, default=0, help="the episode's seed (default 0)")
+    serve_web.add_argument("--seed", type=int, default=0, help="the first episode's seed, 0 to 2**63 - 1 (default 0)")
     serve_web.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve_web.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     serve_web.set_defaults(run=_cmd_serve_web)

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 
 import httpx
 import pytest
@@ -13,6 +14,7 @@ from servers import free_port, output, start_cli_server, stop
 
 pytest.importorskip("openenv")
 from openenv.core import GenericEnvClient  # noqa: E402
+from websockets.exceptions import ConnectionClosed  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
 from align_gym.agents.session import EnvSession  # noqa: E402
@@ -33,6 +35,19 @@ def server():
 
 class Server:
     process = None
+
+
+IDLE_TIMEOUT = 2
+
+
+@pytest.fixture(scope="module")
+def idle_server():
+    """One slot and a short idle timeout: a session that stays quiet must give its slot back."""
+    port = free_port()
+    process = start_cli_server(["serve-env", "--env", ENV, "--max-concurrent", "1", "--idle-timeout", str(IDLE_TIMEOUT),
+                                "--port", str(port)], f"http://127.0.0.1:{port}/health", timeout=60)
+    yield f"http://127.0.0.1:{port}"
+    stop(process)
 
 
 def play(turns: list[dict], choose: int) -> str:
@@ -108,6 +123,73 @@ def test_malformed_requests_get_errors_and_the_session_goes_on(server):
     assert httpx.get(f"{server}/health").json()["status"] == "healthy"
 
 
+def test_messages_that_are_not_request_objects_get_errors_and_the_session_goes_on(server):
+    deep = "[" * 100_000 + "]" * 100_000  # past Python's recursion limit
+    nested = json.dumps({"type": "step", "data": {"action": "look", "note": 0}}).replace("0}", "[" * 500 + "]" * 500 + "}")
+    with connect(server.replace("http", "ws") + "/ws") as ws:
+        ws.send(json.dumps({"type": "reset", "data": {"seed": 5}}))
+        first = json.loads(ws.recv())["data"]["observation"]
+        for bad in ["[1, 2]", "null", '"look"', "7", deep, nested, b'{"type": "state"}']:
+            ws.send(bad)
+            answer = json.loads(ws.recv(timeout=10))
+            assert answer["type"] == "error" and answer["data"]["code"] != "SESSION_ERROR", answer
+            assert answer["data"]["message"], bad[:20]
+        # The same session, its episode untouched: the first admissible action still plays.
+        ws.send(json.dumps({"type": "step", "data": {"action": first["valid_actions"][0]}}))
+        answer = json.loads(ws.recv(timeout=10))
+        assert answer["type"] == "observation" and answer["data"]["observation"]["seed"] == 5
+
+
+def test_a_client_past_max_concurrent_is_told_why(server):
+    ws_url = server.replace("http", "ws") + "/ws"
+
+    async def ninth_session() -> str:
+        client = GenericEnvClient(base_url=server)
+        await client.connect()
+        await asyncio.sleep(0.3)  # the server has answered the handshake by now, as it would for a slow client
+        try:
+            await client.reset(seed=1)
+        except Exception as error:  # noqa: BLE001 (whatever the client raises, its text must say why)
+            return f"{type(error).__name__}: {error}"
+        finally:
+            await client.close()
+        return "not refused"
+
+    with contextlib.ExitStack() as stack:
+        for _ in range(8):
+            ws = stack.enter_context(connect(ws_url))
+            ws.send(json.dumps({"type": "reset", "data": {"seed": 1}}))
+            assert json.loads(ws.recv())["type"] == "observation"
+        refusal = asyncio.run(ninth_session())
+        assert "server at capacity: 8 sessions (--max-concurrent)" in refusal, refusal
+        with connect(ws_url) as extra:  # a raw client reads the same reason, then the close frame's
+            assert json.loads(extra.recv(timeout=10))["data"]["code"] == "CAPACITY_REACHED"
+            with pytest.raises(ConnectionClosed) as closed:
+                extra.recv(timeout=10)
+            assert closed.value.rcvd.code == 1013 and "--max-concurrent" in closed.value.rcvd.reason
+
+
+def test_idle_sessions_are_closed_with_the_reason_and_free_their_slot(idle_server):
+    with connect(idle_server.replace("http", "ws") + "/ws") as ws:
+        ws.send(json.dumps({"type": "reset", "data": {"seed": 2}}))
+        assert json.loads(ws.recv())["type"] == "observation"
+        for _ in range(3):  # busy past the timeout: it is silence that ends a session, not age
+            time.sleep(IDLE_TIMEOUT / 2)
+            ws.send(json.dumps({"type": "state"}))
+            assert json.loads(ws.recv(timeout=10))["type"] == "state"
+        start = time.monotonic()
+        notice = json.loads(ws.recv(timeout=IDLE_TIMEOUT + 10))
+        waited = time.monotonic() - start
+        assert notice["type"] == "error" and "--idle-timeout" in notice["data"]["message"], notice
+        assert IDLE_TIMEOUT - 0.5 < waited < IDLE_TIMEOUT + 5
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+        assert "--idle-timeout" in closed.value.rcvd.reason
+    # Its slot is free: the next client (OpenEnv's own) plays on a server of one slot.
+    served = asyncio.run(run_sessions(idle_server, [3], steps=2))
+    assert len(served[3]) == 3
+
+
 def test_clients_that_vanish_mid_episode_free_their_sessions(server):
     # A separate process opens all 8 sessions, steps each once, then dies without closing anything.
     script = textwrap.dedent(f"""
@@ -144,3 +226,11 @@ def test_serve_env_refuses_a_bad_env_or_spec_at_once():
         done = subprocess.run([sys.executable, "-m", "align_gym.cli", "serve-env", *arguments],
                               capture_output=True, text=True, timeout=60)
         assert done.returncode != 0 and message in done.stderr, done.stderr
+
+
+def test_an_idle_timeout_must_be_seconds_or_zero():
+    from align_gym.agents.openenv_server import create_server_app
+
+    for bad in [-1.0, float("nan"), float("inf")]:
+        with pytest.raises(ValueError, match="idle_timeout is in seconds"):
+            create_server_app(ENV, idle_timeout=bad)

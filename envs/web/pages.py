@@ -21,7 +21,6 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass, field
-from urllib.parse import quote
 
 VERBS = ("search", "click", "type", "select")
 _ACTION = re.compile(r"^\s*(search|click|type|select)\s*\[(.*)\]\s*$", re.IGNORECASE | re.DOTALL)
@@ -91,15 +90,9 @@ class Page:
                 lines.append(f"[{part.label}]" + ("*" if part.selected else ""))
         return "\n".join(lines)
 
-    def html(self, live: bool = False) -> str:
-        """The page as simplified HTML (what an LLM web agent reads).
-
-        With ``live``, every element works in a browser against ``serve-web``: clicks and
-        selections are links to ``/act?a=<action>``, the search box and text fields are forms.
-        """
-        def act(action: str) -> str:
-            return html.escape("/act?a=" + quote(action), quote=True) if live else "#"
-
+    def html(self) -> str:
+        """The page as simplified HTML (what an LLM web agent reads; ``serve-web`` builds its own,
+        working page from the same parts)."""
         out = [f"<h1>{html.escape(self.title)}</h1>"]
         for part in self.parts:
             if isinstance(part, Text):
@@ -108,16 +101,15 @@ class Page:
             label = html.escape(part.label)
             mark = ' class="selected"' if part.selected else ""
             if part.kind == "search":
-                out.append(f'<form{" action=/search" if live else ""}><input type="text" name="q" id="search">'
+                out.append('<form><input type="text" name="q" id="search">'
                            '<button type="submit" id="search-button">Search</button></form>')
             elif part.kind == "input":
-                hidden = f'<input type="hidden" name="field" value="{label}">' if live else ""
-                out.append(f'<form{" action=/type" if live else ""}>{hidden}<label>{label} <input type="text" name="text" '
+                out.append(f'<form><label>{label} <input type="text" name="text" '
                            f'value="{html.escape(part.value)}"></label><button type="submit">Enter</button></form>')
             elif part.kind == "option":
-                out.append(f'<a href="{act(f"select[{part.label}]")}"{mark}>({"*" if part.selected else " "}) {label}</a>')
-            elif part.kind == "link" or live:
-                out.append(f'<a href="{act(f"click[{part.label}]")}"{mark}>{label}</a>')
+                out.append(f'<a href="#"{mark}>({"*" if part.selected else " "}) {label}</a>')
+            elif part.kind == "link":
+                out.append(f'<a href="#"{mark}>{label}</a>')
             else:
                 out.append(f'<button{mark}>{label}</button>')
         return "\n".join(out)
