@@ -88,7 +88,9 @@ class EnvSession:
 
     ``gamma`` is the trainer's discount: LLM-RL trainers such as GRPO score the undiscounted sum
     of a rollout's rewards, so 1.0 is the default, and with it potential-based terms sum to
-    ``-Phi(s_0)`` over a finished episode, leaving the ranking of rollouts from one start unchanged.
+    ``-Phi(s_0)`` over an episode that terminates. A rollout cut short keeps ``Phi(s_last)``, a
+    bonus for where it stopped: the ranking of rollouts from one start is unchanged only where
+    every rollout terminates (``trl_environment(rollout_end="terminal")`` closes cut rollouts).
     ``seed`` seeds the stream of episode seeds drawn when :meth:`reset` is given none.
     """
 

@@ -15,6 +15,28 @@ GRPO compares the rollouts of one prompt, so they should play the same episode: 
 gives ``n`` rows each with a ``seed`` that TRL passes to ``reset``, and all rollouts of a row play
 that seed. Without a dataset each rollout draws its own episode.
 
+**Potential-based terms under GRPO.** With ``gamma=1`` the terms ``Phi(s') - Phi(s)`` of a rollout
+telescope to ``Phi(s_last) - Phi(s_0)``, and ``Phi(s_last) = 0`` only where the episode terminated.
+So where every rollout of a group finishes its episode, the terms pay ``-Phi(s_0)`` to each, the
+same for the whole group: GRPO's group-relative advantages, and so the ranking, are exactly those
+of the task reward. But GRPO rollouts often stop first (the model stops calling tools, or runs out
+of tokens or turns); such a rollout keeps ``Phi(s_last)``, a bonus for wherever it stopped, which
+can outrank a finished episode (WebShop: a rollout that opens the right product and never buys
+gets 0.90, one that buys the wrong product 0.40). ``rollout_end`` chooses:
+
+- ``"terminal"`` (the default): the end of a rollout is treated as the end of its episode,
+  ``Phi(s_last) = 0``, so a potential-based term pays ``-gamma * scale * Phi(s_last)`` more when
+  the rollout stops unfinished (``record["end_terms"]``). With ``gamma=1`` every rollout from
+  ``s_0`` then gets ``-scale * Phi(s_0)``, finished, cut short, truncated or without a single step:
+  the ranking is unchanged, and the term is logged but gives GRPO no signal.
+- ``"progress"``: ``Phi(s_last)`` is kept, a progress bonus that does steer GRPO and can change
+  which rollout is best; the term is marked non-invariant (``Env.invariant[name]`` is False).
+
+The default keeps what "potential-based" promises everywhere else in align-gym (the term cannot
+change what is best, and reports mark it invariant); rewarding progress is a choice a user makes
+knowingly, and sees marked. ``Env.invariant`` holds, per term, whether it provably leaves GRPO's
+ranking unchanged: only potential-based terms under ``"terminal"`` with ``gamma=1`` do.
+
 >>> Env = trl_environment("Align/ToolCalc-v0", shaping="pbrs(potential=reference)")
 >>> [f.__name__ for f in Env.reward_funcs]
 ['pbrs']
@@ -24,7 +46,9 @@ Problem: A garage has 10 teams with 11 pencils on each. ...
 >>> print(env.calculator(expression="10 * 11").splitlines()[1])
 calculator: 10 * 11 = 110
 >>> Env.reward_funcs[0](environments=[env]), env.get_reward()  # the term, then the task reward
-([0.25], 0.0)
+([0.0], 0.0)
+>>> env.record["term_returns"], env.record["end_terms"]  # stopped here: Phi(s_last) is taken back
+({'pbrs': 0.0}, {'pbrs': -0.25})
 """
 
 from __future__ import annotations
@@ -38,10 +62,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..envs.tools.calls import JSON_TYPES, Tool, format_call
+from ..wrappers.core import shaping_layers
+from ..wrappers.potential import PotentialReward
 from ..wrappers.registry import SpecLike
 from .session import EnvSession
 
 RESERVED = {"reset", "get_reward"}  # TRL's own names: never tools
+ROLLOUT_ENDS = ("terminal", "progress")  # what the end of an unfinished rollout is: see the module docstring
 
 
 class AlignTRLEnvironment:
@@ -55,6 +82,8 @@ class AlignTRLEnvironment:
     shaping: ClassVar[str]
     gamma: ClassVar[float]
     env_kwargs: ClassVar[dict[str, Any]]
+    rollout_end: ClassVar[str]
+    invariant: ClassVar[dict[str, bool]]
     base_seed: ClassVar[int | None]
     show_valid_actions: ClassVar[bool]
     term_names: ClassVar[list[str]]
@@ -72,11 +101,12 @@ class AlignTRLEnvironment:
         self.session = EnvSession(cls.env_id, cls.shaping, gamma=cls.gamma, seed=stream, **cls.env_kwargs)
         self._actions: list[str] = []
         self._terms_read: set[str] = set()
+        self._end: tuple[Any, dict[str, float]] | None = None  # end_terms, cached by the last turn
 
     def reset(self, seed: int | None = None, **dataset_columns: Any) -> str:
         """Start an episode (from the dataset row's ``seed`` if it has one) and return its first
         observation, which TRL appends to the prompt."""
-        self._actions, self._terms_read = [], set()
+        self._actions, self._terms_read, self._end = [], set(), None
         return self._show(self.session.reset(seed))
 
     def get_reward(self) -> float:
@@ -91,12 +121,41 @@ class AlignTRLEnvironment:
 
     @property
     def record(self) -> dict[str, Any]:
-        """The rollout so far: its seed, actions, per-turn rewards, and returns by source."""
-        session = self.session
+        """The rollout so far: its seed, actions, per-turn rewards, and returns by source.
+
+        ``term_returns`` is what each term's reward function pays the trainer: the steps' terms
+        (``turn_rewards``) plus ``end_terms``, what the rollout's end pays were it to end now."""
+        session, end = self.session, self.end_terms
         return {"seed": session.seed, "actions": list(self._actions), "env_return": session.env_return,
-                "term_returns": session.term_returns, "turn_rewards": session.turn_rewards,
+                "term_returns": {name: value + end[name] for name, value in session.term_returns.items()},
+                "end_terms": end, "turn_rewards": session.turn_rewards,
                 "done": bool(session.turns and session.turns[-1].done),
                 "success": session.turns[-1].success if session.turns else None}
+
+    @property
+    def end_terms(self) -> dict[str, float]:
+        """What each term pays at the end of the rollout, beyond its steps' terms.
+
+        Under ``rollout_end="terminal"`` the state where the rollout stopped counts as terminal:
+        a potential-based term pays ``-gamma * scale * Phi(s_last)``, taking back what its last
+        step paid for ``s_last`` (nothing where the episode terminated, whose ``Phi`` is already
+        0; a rollout without a step has ``s_last = s_0``), so with ``gamma=1`` every rollout from
+        ``s_0`` sums to ``-scale * Phi(s_0)``. Every other term, and every term under
+        ``"progress"``, pays 0 here. (A property: TRL makes public methods tools.)
+        """
+        cls, turns = type(self), self.session.turns
+        if self._end is not None and turns and self._end[0] is turns[-1]:
+            return dict(self._end[1])
+        end = dict.fromkeys(cls.term_names, 0.0)
+        if cls.rollout_end == "terminal" and turns and not turns[-1].terminated:
+            last = turns[-1]
+            for layer in shaping_layers(self.session.env):
+                module = layer.module
+                if isinstance(module, PotentialReward):
+                    item = last.info["state"] if module.source == "state" else last.text
+                    end[module.name] = 0.0 - module.scale * module.gamma * module.potentials([item])[0]  # 0.0, never -0.0
+        self._end = (turns[-1] if turns else None, end)
+        return dict(end)
 
     def _act(self, action: str) -> str:
         turns = self.session.turns
@@ -146,7 +205,9 @@ def _tool_method(name: str, tool: Tool) -> Callable[..., str]:
     return method
 
 
-def _term_reward(name: str) -> Callable[..., list[float]]:
+def _term_reward(name: str, invariant: bool) -> Callable[..., list[float]]:
+    """The reward function of the term ``name``: its sum over each rollout, the end included."""
+
     def reward(environments: list[AlignTRLEnvironment] | None = None, **_: Any) -> list[float]:
         if environments is None:
             raise ValueError(f"the {name!r} reward reads the rollouts' environments: use it with "
@@ -154,32 +215,46 @@ def _term_reward(name: str) -> Callable[..., list[float]]:
         values = []
         for env in environments:
             env._terms_read.add(name)
-            values.append(env.session.term_returns[name])
+            values.append(env.session.term_returns[name] + env.end_terms[name])
         return values
 
     reward.__name__ = reward.__qualname__ = name
+    reward.invariant = invariant  # type: ignore[attr-defined]
     return reward
 
 
-def trl_environment(env_id: str, shaping: SpecLike = "none", *, gamma: float = 1.0, seed: int | None = None,
-                    show_valid_actions: bool = True, **env_kwargs: Any) -> type[AlignTRLEnvironment]:
+def trl_environment(env_id: str, shaping: SpecLike = "none", *, gamma: float = 1.0,
+                    rollout_end: str = "terminal", seed: int | None = None, show_valid_actions: bool = True,
+                    **env_kwargs: Any) -> type[AlignTRLEnvironment]:
     """The class to pass as ``GRPOTrainer(environment_factory=...)`` for an Align text or tool env.
 
     ``shaping`` is any shaping spec, stacked with ``+``; ``gamma`` is the trainer's discount (1 for
-    GRPO, which scores undiscounted rollout returns); ``seed`` seeds the episodes drawn when
-    ``reset`` gets no seed; ``show_valid_actions`` appends a text game's admissible commands to each
-    observation (tool tasks never show theirs: their menu holds the solution's next call); other
-    keyword arguments go to ``gym.make``. The env id, spec and kwargs are checked here, before any
-    trainer starts.
+    GRPO, which scores undiscounted rollout returns); ``rollout_end`` is what the end of a rollout
+    that stopped before its episode did means to potential-based terms: ``"terminal"`` (the
+    default: ``Phi(s_last) = 0``, the ranking of a group's rollouts is unchanged) or ``"progress"``
+    (``Phi(s_last)`` kept: a progress bonus, marked non-invariant), see the module docstring;
+    ``seed`` seeds the episodes drawn when ``reset`` gets no seed; ``show_valid_actions`` appends a
+    text game's admissible commands to each observation (tool tasks never show theirs: their menu
+    holds the solution's next call); other keyword arguments go to ``gym.make``. The env id, spec
+    and kwargs are checked here, before any trainer starts.
     """
+    if rollout_end not in ROLLOUT_ENDS:
+        raise ValueError(f"rollout_end must be one of {', '.join(map(repr, ROLLOUT_ENDS))}, got {rollout_end!r}: "
+                         "'terminal' keeps potential-based terms from changing GRPO's ranking, 'progress' pays "
+                         "Phi of where a rollout stopped")
     probe = EnvSession(env_id, shaping, gamma=gamma, **env_kwargs)
     term_names, tools = probe.term_names, getattr(probe.env.unwrapped, "tools", None)
+    # GRPO ranks undiscounted rollout sums: only a potential-based term whose rollout end is
+    # terminal, with gamma 1, sums to the same -Phi(s_0) for every rollout of a group.
+    invariant = {layer.module.name: isinstance(layer.module, PotentialReward) and rollout_end == "terminal"
+                 and gamma == 1.0 for layer in shaping_layers(probe.env) if layer.module is not None}
     probe.close()
     namespace: dict[str, Any] = {
         "env_id": env_id, "shaping": shaping, "gamma": gamma, "env_kwargs": dict(env_kwargs), "base_seed": seed,
+        "rollout_end": rollout_end, "invariant": invariant,
         "show_valid_actions": show_valid_actions and not tools, "term_names": term_names,
-        "reward_funcs": [_term_reward(name) for name in term_names], "_instances": 0, "_warned": False,
-        "dataset": classmethod(_dataset),
+        "reward_funcs": [_term_reward(name, invariant[name]) for name in term_names], "_instances": 0,
+        "_warned": False, "dataset": classmethod(_dataset),
     }
     if tools:
         for name, tool in tools.items():
@@ -191,7 +266,8 @@ def trl_environment(env_id: str, shaping: SpecLike = "none", *, gamma: float = 1
     namespace["tool_names"] = sorted(tools or ["act"])
     class_name = re.sub(r"\W+", "_", env_id.removeprefix("Align/"))
     cls = type(class_name, (AlignTRLEnvironment,), namespace)
-    cls.__doc__ = f"{env_id} for TRL, shaped by {shaping!r}: see :func:`trl_environment`."
+    cls.__doc__ = (f"{env_id} for TRL, shaped by {shaping!r} (rollout_end={rollout_end!r}): "
+                   "see :func:`trl_environment`.")
     return cls
 
 

@@ -16,11 +16,15 @@ two-layer model: a smoke test in seconds.
 Measured here with the defaults: after the warm start the model solves every one-step problem
 (task reward 1.0 in each of the 10 GRPO steps, two tool calls per rollout), so GRPO's groups have
 no variance left to learn from. With ``--problem-steps 2`` (16 warm-start episodes) it made both
-calculator calls and stopped without answering in every rollout: task reward 0, the
-potential-based term 0.67. Either way the logs show each part of the reward.
+calculator calls and stopped without answering in every rollout: task reward 0, and the
+potential-based term paid ``Phi`` of where each rollout stopped, 0.67 (measured when that was the
+only behaviour, today's ``--rollout-end progress``). Under the default ``--rollout-end terminal``
+a rollout's end counts as terminal, so every ToolCalc rollout's term is ``-Phi(s_0) = 0``: logged,
+it changes nothing GRPO learns; ``progress`` makes it a progress bonus that does, marked
+non-invariant (see ``align_gym.agents.trl_env``). Either way the logs show each part of the reward.
 
     python examples/trl_grpo.py [--model embedded|tiny|/path/to/hf/model] [--steps 10] [--warm-start 32]
-        [--problem-steps 1]
+        [--problem-steps 1] [--rollout-end terminal|progress]
 """
 
 import argparse
@@ -33,7 +37,8 @@ from transformers.utils import get_json_schema
 from trl import GRPOConfig, GRPOTrainer
 
 from align_gym.agents import trl_environment
-from align_gym.agents.models import embedded_tokenizer, tiny_causal_lm, tool_calling_tokenizer
+from align_gym.agents.llm_policy import load_model
+from align_gym.agents.models import tool_calling_tokenizer
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--model", default="embedded", help="embedded, tiny, or a local Hugging Face model folder")
@@ -41,28 +46,20 @@ parser.add_argument("--steps", type=int, default=10, help="GRPO steps (default 1
 parser.add_argument("--shaping", default="pbrs(potential=reference)", help="a shaping spec (default pbrs)")
 parser.add_argument("--warm-start", type=int, default=32, help="solved episodes to learn from first (default 32)")
 parser.add_argument("--problem-steps", type=int, default=1, help="calculator steps per ToolCalc problem (default 1)")
+parser.add_argument("--rollout-end", default="terminal", choices=["terminal", "progress"],
+                    help="an unfinished rollout's end: terminal (Phi=0, invariant; default) or progress (Phi kept)")
 parser.add_argument("--out", default="runs/trl_grpo", help="output folder (default runs/trl_grpo)")
 args = parser.parse_args()
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 # The environment: short problems keep CPU rollouts short; GRPO's groups share a seed.
-Env = trl_environment("Align/ToolCalc-v0", shaping=args.shaping, steps=args.problem_steps)
+Env = trl_environment("Align/ToolCalc-v0", shaping=args.shaping, rollout_end=args.rollout_end,
+                      steps=args.problem_steps)
 
-if args.model in ("embedded", "tiny"):
-    tokenizer = tool_calling_tokenizer(embedded_tokenizer())
-    if args.model == "tiny":
-        model = tiny_causal_lm(tokenizer)
-    else:
-        from transformers import AutoModelForCausalLM
-
-        from align_gym.llm_rewards.clients.transformers_backend import _dequantized_default
-
-        model = AutoModelForCausalLM.from_pretrained(_dequantized_default(), dtype=torch.float32)
-else:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = tool_calling_tokenizer(AutoTokenizer.from_pretrained(args.model))
-    model = AutoModelForCausalLM.from_pretrained(args.model)
+# float32 on the CPU; TRL refuses SmolLM2's own chat template (it ignores tools): swap in one that
+# renders them, and hand the tokenizer to the trainer as processing_class.
+model, tokenizer = load_model(args.model)
+tokenizer = tool_calling_tokenizer(tokenizer)
 
 
 def solved_episode(seed: int) -> list[dict]:

@@ -2,6 +2,8 @@
 
 import inspect
 import os
+import re
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +17,7 @@ from align_gym.agents.models import embedded_tokenizer, tiny_causal_lm, tool_cal
 from align_gym.agents.session import EnvSession, text_env_ids  # noqa: E402
 
 SHAPING = "pbrs(potential=reference)"
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +103,9 @@ def test_grpo_trains_through_the_factory_and_logs_task_reward_plus_terms(tokeniz
             for action in r["actions"]:
                 session.step(action)
             assert session.env_return == pytest.approx(r["env_return"])
-            assert session.term_returns == pytest.approx(r["term_returns"])
+            # What TRL got per term: the steps' terms plus what the rollout's end paid.
+            assert {name: value + r["end_terms"][name] for name, value in session.term_returns.items()} \
+                == pytest.approx(r["term_returns"])
             assert r["seed"] == seed
             stepped += bool(r["actions"])
     assert stepped > 0  # the rollouts really called the env's tools
@@ -132,6 +137,8 @@ def test_bad_ids_specs_and_calls_get_clear_answers():
         trl_environment("Align/ToolCalc-v0", shaping="pbsr")
     with pytest.raises(ValueError, match="SB3 view"):
         trl_environment("Align/ToolCalc-Choice-v0")
+    with pytest.raises(ValueError, match="rollout_end must be one of 'terminal', 'progress'"):
+        trl_environment("Align/ToolCalc-v0", rollout_end="finished")
     env = trl_environment("Align/ToolCalc-v0")()
     assert env.calculator(expression="1 + 1") == "No episode has started."
     env.reset(seed=0)
@@ -165,3 +172,117 @@ def test_rollouts_without_a_seed_draw_reproducible_episodes():
     assert episodes == first_episodes(7)  # the same seed: the same episodes, instance by instance
     assert len(set(episodes)) == 4  # each instance, and each of its resets, a different episode
     assert episodes != first_episodes(8)
+
+
+# -- potential-based terms on rollouts that stop before their episode ends ----------------------
+
+def grpo_reward(Env, env) -> float:
+    """What GRPO scores a rollout: every term's reward function, then the task reward (TRL's
+    order; all weight 1)."""
+    terms = sum(reward(environments=[env])[0] for reward in Env.reward_funcs)
+    return terms + env.get_reward()
+
+
+def first_product(Env, seed: int, matches: bool) -> str:
+    """The id of the first product that the instruction's own search shows and that can (or
+    cannot) score 1, found by opening each in a probe episode."""
+    probe = Env()
+    probe.reset(seed=seed)
+    query = probe.session.env.unwrapped.goal.query
+    results = probe.act(f"search[{query}]")
+    for product in (line[1:-1] for line in results.splitlines() if line.startswith("[b0")):
+        probe.reset(seed=seed)
+        probe.act(f"search[{query}]")
+        probe.act(f"click[{product}]")
+        if probe.session.turns[-1].info["state"]["item_matches"] == matches:
+            return product
+    raise AssertionError(f"no product with item_matches={matches} on the first results page")
+
+
+def test_an_unfinished_rollout_outranks_a_wrong_purchase_under_progress_only():
+    seed, totals = 0, {}
+    for rollout_end in ("default", "progress"):  # the default first: it must be "terminal"
+        setting = {} if rollout_end == "default" else {"rollout_end": rollout_end}
+        Env = trl_environment("Align/WebShop-v0", shaping=SHAPING, **setting)
+        # One rollout opens the right product, chooses every option, and stops before buying.
+        unfinished = Env()
+        unfinished.reset(seed=seed)
+        goal = unfinished.session.env.unwrapped.goal
+        unfinished.act(f"search[{goal.query}]")
+        unfinished.act(f"click[{first_product(Env, seed, matches=True)}]")
+        for _, value in goal.options:
+            unfinished.act(f"click[{value}]")
+        # The other buys a product that cannot score 1: the episode ends with part of the score.
+        bought = Env()
+        bought.reset(seed=seed)
+        bought.act(f"search[{goal.query}]")
+        bought.act(f"click[{first_product(Env, seed, matches=False)}]")
+        bought.act("click[Buy Now]")
+        totals[rollout_end] = (grpo_reward(Env, unfinished), grpo_reward(Env, bought))
+        assert not unfinished.record["done"] and unfinished.get_reward() == 0.0
+        assert bought.record["done"] and 0.0 < bought.get_reward() < 1.0
+        potential = unfinished.session.env.unwrapped.potentials["reference"]
+        first, last = (unfinished.session.turns[i].info["state"] for i in (0, -1))
+        if rollout_end == "progress":
+            # Phi(s_last) is kept: the progress bonus, and the term says it is not invariant.
+            assert totals[rollout_end][0] == pytest.approx(potential(last) - potential(first))
+            assert Env.invariant == {"pbrs": False} and not Env.reward_funcs[0].invariant
+        else:
+            # The end counts as terminal: both rollouts get -Phi(s_0), and GRPO ranks by the task alone.
+            assert totals[rollout_end] == pytest.approx((unfinished.get_reward() - potential(first),
+                                                         bought.get_reward() - potential(first)))
+            assert unfinished.record["end_terms"]["pbrs"] == pytest.approx(-potential(last))
+            assert Env.rollout_end == "terminal" and Env.invariant == {"pbrs": True} and Env.reward_funcs[0].invariant
+    assert totals["progress"][0] > totals["progress"][1]  # the issue's 0.90 against 0.40
+    assert totals["default"][0] < totals["default"][1]
+
+
+@pytest.mark.parametrize("rollout_end", ["terminal", "progress"])
+def test_potential_terms_pay_exactly_what_the_rollout_end_setting_says(rollout_end):
+    # A potential that is not 0 at the start, scaled, beside a count bonus; episodes cut at 4 steps.
+    shaping = "pbrs(potential=distance, scale=0.5)+count(key=state)"
+    Env = trl_environment("Align/WebShop-v0", shaping=shaping, rollout_end=rollout_end, max_steps=4)
+    assert Env.invariant == {"pbrs": rollout_end == "terminal", "count": False}
+    plays = {"no step": [], "stopped": ["search"], "bought": ["search", "wrong", "click[Buy Now]"],
+             "truncated": ["search", "click[Next >]", "click[< Prev]", "click[Next >]"]}
+    seed, wrong = 0, first_product(Env, 0, matches=False)
+    endings = set()
+    for play in plays.values():
+        env = Env()
+        env.reset(seed=seed)
+        query = env.session.env.unwrapped.goal.query
+        for action in play:
+            env.act({"search": f"search[{query}]", "wrong": f"click[{wrong}]"}.get(action, action))
+        last = env.session.turns[-1]
+        endings.add((last.terminated, last.truncated))
+        phi = env.session.env.unwrapped.potentials["distance"]
+        phi_first, phi_last = phi(env.session.turns[0].info["state"]), phi(last.info["state"])
+        assert phi_first != 0.0
+        paid = Env.reward_funcs[0](environments=[env])[0]
+        if rollout_end == "terminal" or last.terminated:
+            assert paid == pytest.approx(-0.5 * phi_first)  # the same for every rollout of the group
+        else:
+            assert paid == pytest.approx(0.5 * (phi_last - phi_first))
+        # The count bonus is not potential-based: its end pays nothing under either setting.
+        assert env.record["end_terms"]["count"] == 0.0
+        assert Env.reward_funcs[1](environments=[env])[0] == pytest.approx(env.session.term_returns["count"])
+    assert endings == {(False, False), (True, False), (False, True)}
+    # Another discount: the steps' terms no longer telescope in GRPO's undiscounted sum.
+    assert trl_environment("Align/WebShop-v0", shaping=SHAPING, gamma=0.9).invariant == {"pbrs": False}
+
+
+def test_the_readme_trl_snippet_runs_as_written_on_a_cpu(tmp_path, monkeypatch):
+    # The README's snippet, word for word but for the model ("tiny" for "embedded") and one step.
+    section = README.read_text().split("**TRL**", 1)[1]
+    snippet = re.search(r"```python\n(.+?)\n```", section, re.S).group(1)
+    assert snippet.count("max_steps=100") == 1
+    source = snippet.replace("max_steps=100", "max_steps=1").replace('load_model("embedded")', 'load_model("tiny")')
+    monkeypatch.chdir(tmp_path)  # its output_dir is relative
+    monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
+    namespace: dict = {}
+    exec(compile(source, "README.md (TRL snippet)", "exec"), namespace)
+    assert 'load_model("tiny")' in source  # the test ran the tiny model, not the embedded one
+    trainer, Env = namespace["trainer"], namespace["Env"]
+    assert trainer.state.global_step == 1 and trainer.args.use_cpu == (not torch.cuda.is_available())
+    log = next(entry for entry in trainer.state.log_history if "reward" in entry)
+    assert {f"rewards/{name}/mean" for name in [*Env.term_names, "ToolCalc_v0"]} <= set(log)
