@@ -99,6 +99,12 @@ class RewardTermsCallback(BaseCallback):
     at each rollout's end with that rollout's transitions, so the next rollout is scored by the
     updated module; its stats are logged as ``align/<name>/<stat>``. Other agents leave the
     schedule to the modules (every ``update_every`` transitions) and the latest stats are logged.
+
+    A redistribution relabelled inside the agent (``ircr``, ``rrd``, ``lare``) pays 0 as the env
+    steps; the callbacks of :func:`~align_gym.agents.install_credit` write each episode's
+    relabelled term into the summaries this callback keeps (an on-policy rollout's before any
+    ``on_rollout_end``), so ``align/term_<name>`` and ``align/shaped_return`` report what the
+    agent trained on.
     """
 
     def __init__(self, window: int = 100, verbose: int = 0):

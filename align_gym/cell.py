@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .llm_rewards.cache import RUN_ENV
+from .wrappers.terms import PENDING_TERMS
 
 ALGORITHMS = {"ppo": "stable_baselines3:PPO", "a2c": "stable_baselines3:A2C", "dqn": "stable_baselines3:DQN",
               "sac": "stable_baselines3:SAC", "maskable_ppo": "sb3_contrib:MaskablePPO"}
@@ -108,7 +109,10 @@ def load_algorithm(name: str):
 
 def training_stats(episodes: list[dict[str, Any]]) -> dict[str, Any]:
     """Means over ``episodes`` (episode summaries of the reward-terms contract): the task return,
-    the shaped return, and each term (``train_term.<name>``)."""
+    the shaped return, and each term (``train_term.<name>``). Summaries whose terms are still
+    pending (an on-policy rollout not yet relabelled by an in-agent redistribution) are left out:
+    their term would read 0, not what the agent trains on."""
+    episodes = [e for e in episodes if not e.get(PENDING_TERMS)]
     stats: dict[str, Any] = {
         "train_true_return": float(np.mean([e["true_return"] for e in episodes])) if episodes else None,
         "train_shaped_return": float(np.mean([e["shaped_return"] for e in episodes])) if episodes else None}
@@ -156,7 +160,8 @@ def run_cell(cell: Cell, on_row: Callable[[dict[str, Any]], None] | None = None)
     evaluator = TaskEvalCallback(cell.env_id, cell.eval_every, cell.eval_episodes, seed=seeds.evaluation,
                                  on_row=add_training_stats, step_offset=spent)
     try:
-        model.learn(cell.steps - spent, callback=[terms, evaluator, *relabelling])
+        # The relabelling first: it marks the terms of episodes that end before their rollout is relabelled.
+        model.learn(cell.steps - spent, callback=[*relabelling, terms, evaluator])
     finally:
         venv.close()
     return evaluator.rows

@@ -11,6 +11,10 @@ to the return. Redistribution needs whole episodes, so it happens where whole ep
   steps and pays nothing then; :func:`align_gym.agents.install_credit` hands it to the agent, which
   replaces the task reward by ``r_hat`` in an on-policy rollout before its advantages are computed,
   or in each minibatch an off-policy agent samples from its replay buffer. The bench installs it.
+  The term the wrapper reports as the env steps is therefore 0; the agent's side writes each
+  episode's relabelled term into its episode summary where it relabels (see
+  :mod:`align_gym.agents.credit`), so summaries, ``align/term_<name>`` and the bench's term columns
+  show what the agent trained on.
 - **online** (a stated simplification, :class:`RewardRedistribution`, or ``online=true`` in a
   spec): the reward model's ``r_hat`` is paid as the step happens, through the term
   ``r_hat - env_reward``, so the agent trains on ``r_hat`` alone. The model keeps learning from the
@@ -128,7 +132,8 @@ class Redistribution(RewardModule):
     agent (``online=False``) it pays 0 as the env steps and waits for
     :func:`~align_gym.agents.install_credit`; its first step without one raises, so a method that
     needs the agent never silently trains nothing. Online it pays ``r_hat - env_reward`` and calls
-    ``method.fit`` every ``update_every`` transitions, ``fit_rounds`` times.
+    ``method.fit`` every ``update_every`` transitions, ``fit_rounds`` times. ``finished`` holds
+    the episodes that ended on the last step, by id (what an agent reports their terms from).
     """
 
     invariant = False
@@ -146,6 +151,7 @@ class Redistribution(RewardModule):
         self.rng = np.random.default_rng(seed)
         self.relabeller: Any = None  # the agent-side object that records steps (set by install_credit)
         self.last_step: Step | None = None
+        self.finished: dict[int, Episode] = {}  # the episodes that ended on the last step, by id
         self.stats: dict[str, float] = {}
         self._open: dict[int, tuple[list[np.ndarray], float]] = {}  # episode id -> (feature rows, return so far)
         self._step_returns: OrderedDict[int, float] = OrderedDict()  # finished episode id -> R / T
@@ -155,6 +161,7 @@ class Redistribution(RewardModule):
         env_rewards = np.asarray(batch.env_rewards, dtype=np.float64)
         ids = np.asarray(batch.episode_ids, dtype=np.int64)
         done = np.asarray(batch.terminated, dtype=bool) | np.asarray(batch.truncated, dtype=bool)
+        self.finished = {}
         for i, episode in enumerate(ids.tolist()):
             rows, total = self._open.get(episode, ([], 0.0))
             rows.append(features[i])
@@ -175,7 +182,8 @@ class Redistribution(RewardModule):
 
     def _finish(self, episode: int, rows: list[np.ndarray], total: float) -> None:
         self._open.pop(episode, None)
-        self.store.add(Episode(np.stack(rows), total))
+        self.finished[episode] = finished = Episode(np.stack(rows), total)
+        self.store.add(finished)
         self._step_returns[episode] = total / len(rows)
         while len(self._step_returns) > 100_000:  # far more than any buffer relabels
             self._step_returns.popitem(last=False)

@@ -7,6 +7,12 @@
 - At an episode's end ``info["episode_summary"]`` holds the true return (sum of ``env_reward``),
   the shaped return, each term's sum, success and length. The outermost layer writes it last, so
   it sees every term of the stack.
+- A redistribution relabelled inside the agent (``ircr``, ``rrd``, ``lare``; see
+  :mod:`align_gym.wrappers.credit`) pays 0 as the env steps; its term is known only where the agent
+  relabels. There the agent's side writes the relabelled sum into the same summary dict (its term
+  and the shaped return), in place. Until then the summary lists the term's name under
+  ``info["episode_summary"]["pending_terms"]`` (an on-policy episode waits for the end of its
+  rollout); readers that average summaries as they arrive leave such summaries out.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import numpy as np
 ENV_REWARD = "env_reward"
 REWARD_TERMS = "reward_terms"
 EPISODE_SUMMARY = "episode_summary"
+PENDING_TERMS = "pending_terms"  # in a summary: terms the agent has yet to fill in (see the module docstring)
 
 
 @dataclass
