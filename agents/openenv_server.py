@@ -231,7 +231,7 @@ class SessionGuard:
             while True:
                 try:
                     message = await asyncio.wait_for(receive(), self.idle_timeout or None)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     reason = f"session closed: idle for {self.idle_timeout:g} s (--idle-timeout)"
                     closed = True
                     with contextlib.suppress(OSError):  # a client that vanished without a word cannot be told

@@ -44,18 +44,11 @@ import json
 import os
 import re
 import string
+import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    try:
-        import tomli as tomllib  # type: ignore[no-redef]
-    except ModuleNotFoundError:
-        tomllib = None  # type: ignore[assignment]
 
 __all__ = [
     "PROMPTS_ENV",
@@ -220,8 +213,6 @@ class PromptTemplate:
     def from_file(cls, path: str | os.PathLike[str]) -> PromptTemplate:
         """Read and check one template file."""
         path = Path(path)
-        if tomllib is None:  # pragma: no cover - Python 3.10 without tomli
-            raise ImportError("reading prompt templates on Python 3.10 needs 'tomli' (pip install tomli)")
         try:
             with path.open("rb") as fh:
                 data = tomllib.load(fh)

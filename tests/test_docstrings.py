@@ -11,7 +11,7 @@ MODULES = [
     "align_gym.agents.openenv_server", "align_gym.wrappers.count", "align_gym.wrappers.registry", "align_gym.wrappers.episodic", "align_gym.agents.sb3", "align_gym.envs.keydoor",
     "align_gym.envs.mountaincar", "align_gym.envs.pointmaze", "align_gym.envs.deepsea", "align_gym.envs.minihack",
     "align_gym.wrappers.nets", "align_gym.wrappers.text", "align_gym.wrappers.toolrl", "align_gym.envs.text.core", "align_gym.envs.text.textquest", "align_gym.envs.text.textworld",
-    "align_gym.choice", "align_gym.envs.tools.calls", "align_gym.envs.tools.toolcalc", "align_gym.envs.tools.toolsql",
+    "align_gym.choice", "align_gym.envs.tools.calls", "align_gym.envs.tools.core", "align_gym.envs.tools.toolcalc", "align_gym.envs.tools.toolsql",
     "align_gym.envs.web.pages", "align_gym.envs.web.catalogue", "align_gym.envs.web.webshop", "align_gym.envs.web.webform", "align_gym.envs.web.server",
     "align_gym.llm_rewards.annotator", "align_gym.llm_rewards.labeller", "align_gym.llm_rewards.judge_check", "align_gym.llm_rewards.cache", "align_gym.llm_rewards.parsing",
     "align_gym.llm_rewards.prompts", "align_gym.llm_rewards.sandbox", "align_gym.llm_rewards.codegen",

@@ -2,8 +2,12 @@
 
 :func:`parse_call` reads the first JSON object in a command (so a model's surrounding words or
 code fences do no harm) and checks it against the tools' argument names; its errors are the
-messages the envs return as ``info["invalid_action"]``. :func:`format_call` writes the canonical
-form the envs list in ``info["valid_actions"]``.
+messages the envs return as ``info["invalid_action"]``. It is total: whatever the string (deep
+nesting, a number too long to read, non-ASCII, NUL), it returns a call or raises :class:`CallError`,
+and its messages echo the player's words only through :func:`~align_gym.envs.text.core.quote`.
+Every argument's value is a JSON scalar (a string, number, boolean or null), so no tool receives a
+nested structure. :func:`format_call` writes the canonical form the envs list in
+``info["valid_actions"]``.
 
 >>> tools = {"calculator": Tool("Evaluate an expression.", {"expression": ("string", "e.g. '2 + 3'")})}
 >>> parse_call('Sure: {"name": "calculator", "arguments": {"expression": "2 + 3"}}', tools)
@@ -18,6 +22,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..text.core import quote
 
 JSON_TYPES = {"string": str, "number": float, "integer": int, "boolean": bool}
 
@@ -58,16 +64,25 @@ def parse_call(command: str, tools: Mapping[str, Tool]) -> tuple[str, dict[str, 
         call, _ = json.JSONDecoder().raw_decode(command[start:])
     except json.JSONDecodeError as error:
         raise CallError(f"Malformed JSON: {error.msg} at character {error.pos}.") from None
+    except RecursionError:  # the decoder recurses once per level of nesting
+        raise CallError("Malformed JSON: nested too deeply.") from None
+    except ValueError:  # an integer longer than Python converts (sys.get_int_max_str_digits())
+        raise CallError("Malformed JSON: a number too long to read.") from None
     if not isinstance(call, dict) or not isinstance(call.get("name"), str):
         raise CallError('A call needs a "name": one of ' + ", ".join(sorted(tools)) + ".")
     name, arguments = call["name"], call.get("arguments", {})
     if name not in tools:
-        raise CallError(f"Unknown tool {name[:40]!r}: use one of {', '.join(sorted(tools))}.")
+        raise CallError(f"Unknown tool {quote(name, 20)}: use one of {', '.join(sorted(tools))}.")
     if not isinstance(arguments, dict):
         raise CallError(f'"arguments" of {name} must be an object with {", ".join(sorted(tools[name].arguments)) or "no keys"}.')
     expected = set(tools[name].arguments)
     missing, extra = expected - set(arguments), set(arguments) - expected
     if missing or extra:
         wanted = ", ".join(sorted(expected)) or "no arguments"
-        raise CallError(f"{name} takes {wanted}; got {', '.join(sorted(map(str, arguments))) or 'none'}.")
+        got = ", ".join(quote(key, 12) for key in sorted(arguments)[:3]) + (", ..." if len(arguments) > 3 else "")
+        raise CallError(f"{name} takes {wanted}; got {got or 'none'}.")
+    for key, value in arguments.items():
+        if isinstance(value, (dict, list)):
+            kind = tools[name].arguments[key][0]
+            raise CallError(f"{name}'s {key} must be a {kind}, not {'an object' if isinstance(value, dict) else 'a list'}.")
     return name, arguments

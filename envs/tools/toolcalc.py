@@ -11,7 +11,10 @@ The reward is 1 for a correct final answer and 0 otherwise (``info["reward_parts
 on the answering step). Malformed calls and calculator errors are invalid actions: they change
 nothing and earn 0. ``info["valid_actions"]`` is a menu of well-formed calls for this state: the
 next step of the solution, the same numbers under other operators, and answers (the latest result
-and a number from the problem); any other well-formed call is allowed too.
+and a number from the problem), each a call that changes something now (a calculator call whose
+result is not among the results yet, or an answer, which ends the episode); any other well-formed
+call is allowed too. The calculator reads at most 200 characters of digits, ``. e _``, ``+ - * /``,
+brackets and blanks, and refuses numbers past a trillion, so no expression can raise or hang it.
 ``info["state"]["reference_call"]`` is the next call of the solution (what ToolRL's reward
 compares against).
 
@@ -33,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..core import State
-from ..text.core import Outcome
+from ..text.core import Outcome, quote
 from .calls import CallError, Tool, format_call
 from .core import ToolEnv
 
@@ -49,6 +52,10 @@ GROUPS = ("shelves", "classes", "boxes", "teams", "shops", "families")
 _OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 SYMBOLS = ("+", "-", "*", "/")
 LIMIT = 1e12
+MAX_EXPRESSION = 200
+# what an arithmetic expression is written with: checked before Python's parser sees the text, which
+# would read comments, names and NUL differently (and echo them back)
+_EXPRESSION_CHARS = frozenset("0123456789.eE_+-*/() ")
 
 
 def calculate(expression: str) -> float:
@@ -57,12 +64,15 @@ def calculate(expression: str) -> float:
     >>> calculate("(17 * 24 - 135) / 3")
     91.0
     """
-    if len(expression) > 200:
-        raise CallError("The calculator takes expressions of at most 200 characters.")
+    text = " ".join(expression.split())  # blanks of any kind, and any number, read as one space
+    if len(text) > MAX_EXPRESSION:
+        raise CallError(f"The calculator takes expressions of at most {MAX_EXPRESSION} characters.")
+    if not set(text) <= _EXPRESSION_CHARS:
+        raise CallError(f"The calculator cannot read {quote(text)}: use numbers, + - * / and brackets.")
     try:
-        tree = ast.parse(expression.strip(), mode="eval")
-    except SyntaxError:
-        raise CallError(f"The calculator cannot read {expression[:40]!r}: use numbers, + - * / and brackets.") from None
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError:  # also Python's own limit on nested brackets
+        raise CallError(f"The calculator cannot read {quote(text)}: use numbers, + - * / and brackets.") from None
 
     def value(node: ast.AST) -> float:
         if isinstance(node, ast.Constant) and type(node.value) in (int, float):
@@ -79,7 +89,7 @@ def calculate(expression: str) -> float:
             if not abs(result) < LIMIT:
                 raise CallError("The calculator's numbers stop at a trillion.")
             return result
-        raise CallError(f"The calculator cannot read {expression[:40]!r}: use numbers, + - * / and brackets.")
+        raise CallError(f"The calculator cannot read {quote(text)}: use numbers, + - * / and brackets.")
 
     return value(tree.body)
 
@@ -190,12 +200,21 @@ class ToolCalcEnv(ToolEnv):
         menu = set()
         if done < len(self.plan):  # the next step, and its numbers under the other operators
             left, _, right = self.plan[done]
-            menu |= {self._step_call(left, symbol, right) for symbol in SYMBOLS}
+            menu |= {self._step_call(left, symbol, right) for symbol in SYMBOLS
+                     if self._new_result(f"{show(left)} {symbol} {show(right)}")}
         answers = {show(self.plan[0][0])} | {show(v) for v in list(self.computed)[-1:]}
         if done == len(self.plan):
             answers.add(show(self.answer))
         menu |= {format_call("answer", {"value": value}) for value in answers}
         return sorted(menu)
+
+    def _new_result(self, expression: str) -> bool:
+        """Whether the calculator would return a result not among the results yet: a call that
+        changes the state (a result already known, or a refused call, changes nothing)."""
+        try:
+            return calculate(expression) not in self.computed
+        except CallError:
+            return False
 
     def symbolic_state(self) -> State:
         problem = "".join(f"{show(left) if i == 0 else ''}{symbol}{show(right)}"
@@ -216,16 +235,16 @@ class ToolCalcEnv(ToolEnv):
     # -- acting ----------------------------------------------------------------------------------
     def _call(self, name: str, arguments: dict[str, Any]) -> Outcome:
         if name == "calculator":
-            expression = str(arguments["expression"])
+            expression = " ".join(str(arguments["expression"]).split())  # shown as read, on one line
             result = calculate(expression)
-            self.computed.setdefault(result, expression.strip())
+            self.computed.setdefault(result, expression)
             self._event = f"You {_verb(expression)} with the calculator."
-            return Outcome(f"calculator: {expression.strip()} = {show(result)}")
+            return Outcome(f"calculator: {expression} = {show(result)}")
         value = arguments["value"]
         try:
             number = float(value) if not isinstance(value, bool) else float("nan")
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past a float's range
             number = float("nan")
         if not np.isfinite(number):
-            raise CallError(f"The answer must be a finite number, not {str(value)[:40]!r}.")
+            raise CallError(f"The answer must be a finite number, not {quote(str(value))}.")
         return self._verdict(abs(number - self.answer) < 1e-6, show(number), show(self.answer))
