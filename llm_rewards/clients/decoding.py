@@ -7,7 +7,9 @@ the rows beside it, and no global RNG (Python's, numpy's, torch's) is touched: a
 sampling in the same process, or an annotator thread sampling beside it, keeps its own stream.
 Rows share the forward passes (left-padded, with a KV cache), which is how concurrent server
 requests are batched. A row ends at the end-of-sequence token or a stop string
-(``finish_reason="stop"``) or when its budget is spent (``"length"``).
+(``finish_reason="stop"``) or when its budget is spent (``"length"``). A row whose ``cancelled``
+flag is set (a server's client left) stops at the next step (``"abort"``); the decoding ends as
+soon as no row runs, so a batch of cancelled rows frees the model at once.
 """
 
 from __future__ import annotations
@@ -28,7 +30,20 @@ class Row:
     stop: Sequence[str] = ()
     seed: int | None = None  # None: drawn from the OS, never from a global RNG
     top_logprobs: int = 0
-    on_text: Callable[[str], None] | None = None  # called with each new piece of text (streaming)
+    on_token: Callable[[Piece], None] | None = None  # called with each new token as it comes (streaming)
+    cancelled: bool = False  # set from another thread to stop decoding this row at the next step
+
+
+@dataclass
+class Piece:
+    """One generated token as a stream sends it: the text it adds (empty for an end-of-sequence
+    token or one past a stop string), the token, its log-probability and its top alternatives
+    (None unless asked for)."""
+
+    text: str
+    token: str
+    logprob: float
+    top_logprobs: dict[str, float] | None = None
 
 
 @dataclass
@@ -77,11 +92,14 @@ def decode(model: Any, tokenizer: Any, rows: Sequence[Row], device: str = "cpu")
     width = max(len(row.prompt_ids) for row in rows)
     ids = torch.tensor([[pad] * (width - len(r.prompt_ids)) + list(r.prompt_ids) for r in rows], device=device)
     mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in rows], device=device)
-    running = [row.max_tokens > 0 for row in rows]
+    running = [row.max_tokens > 0 and not row.cancelled for row in rows]
     budget = max((row.max_tokens for row in rows), default=0)
     past, step_ids = None, ids
     with torch.inference_mode():
         for _ in range(budget):
+            for i, row in enumerate(rows):
+                if running[i] and row.cancelled:  # checked between steps: the row's client has left
+                    running[i], results[i].finish_reason = False, "abort"
             if not any(running):
                 break
             positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -step_ids.shape[1]:]
@@ -110,7 +128,7 @@ def decode(model: Any, tokenizer: Any, rows: Sequence[Row], device: str = "cpu")
             mask = torch.cat([mask, torch.tensor([[int(r)] for r in running], device=device)], dim=-1)
     for row, result in zip(rows, results):  # token strings and, where nothing needed it sooner, the text
         result.tokens = [tokenizer.decode([t]) for t in result.token_ids]
-        if not row.stop and row.on_text is None:
+        if not row.stop and row.on_token is None:
             result.text = tokenizer.decode(result.token_ids, skip_special_tokens=True)
     return results
 
@@ -121,17 +139,20 @@ def _record(result: Result, row: Row, token: int, logprob: float, logprobs: Any,
     string or a stream needs it."""
     result.token_ids.append(token)
     result.logprobs.append(logprob)
+    top = None
     if row.top_logprobs:
         values, indices = logprobs.topk(row.top_logprobs)
-        result.top_logprobs.append({tokenizer.decode([j]): v for v, j in zip(values.tolist(), indices.tolist())})
+        top = {tokenizer.decode([j]): v for v, j in zip(values.tolist(), indices.tolist())}
+        result.top_logprobs.append(top)
     if token in eos:
         result.finish_reason = "stop"
-    if not row.stop and row.on_text is None:
+    if not row.stop and row.on_token is None:
         return
     text = tokenizer.decode(result.token_ids, skip_special_tokens=True)
     cut = min((text.find(s) for s in row.stop if s and s in text), default=-1)
     if cut >= 0:
         text, result.finish_reason = text[:cut], "stop"
-    if row.on_text is not None and len(text) > len(result.text):
-        row.on_text(text[len(result.text):])
+    new = text[len(result.text):] if len(text) > len(result.text) else ""
     result.text = text
+    if row.on_token is not None:
+        row.on_token(Piece(new, tokenizer.decode([token]), logprob, top))
