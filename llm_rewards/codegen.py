@@ -10,9 +10,10 @@ latent factors).
 :func:`check_code` loads a source in the sandbox and runs it on recorded inputs (``info["state"]``
 dicts), raising :class:`CodeRejected` with the reason: a syntax error, a sandbox violation, an
 exception, a timeout, a wrong signature, a NaN or infinite value, a wrong type, components that
-change. :func:`write_code` asks the LLM for ``k`` answers and puts each through extraction and the
-check, feeding the reason back for up to ``repairs`` repairs (the ``repair`` template), and keeps
-every attempt in a :class:`CodeAttempt`.
+change (for these last three, the reason also shows the input that gave it, which the recorded
+inputs of a search include from episode ends). :func:`write_code` asks the LLM for ``k`` answers
+and puts each through extraction and the check, feeding the reason back for up to ``repairs``
+repairs (the ``repair`` template), and keeps every attempt in a :class:`CodeAttempt`.
 
 >>> spec = CodeSpec("potential", 1)
 >>> checked = check_code("def potential(state):\\n    return state['x'] / 2", spec, [{"x": 1}, {"x": 4}])
@@ -139,17 +140,25 @@ def check_code(source: str, spec: CodeSpec, inputs: Sequence[Any]) -> CheckedCod
         raise CodeRejected(f"the code failed on the recorded inputs: {error.reason}") from None
     finally:
         function.close()
-    if spec.vector:
-        vectors: list[Any] = []
+    try:
+        if spec.vector:
+            vectors: list[Any] = []
+            for index, output in enumerate(outputs):
+                vectors.append(_vector(output, index, len(vectors[0]) if vectors else None))
+            return CheckedCode(source, vectors, [], list(outputs))
+        values, components = [], None
         for index, output in enumerate(outputs):
-            vectors.append(_vector(output, index, len(vectors[0]) if vectors else None))
-        return CheckedCode(source, vectors, [], list(outputs))
-    values, components = [], None
-    for index, output in enumerate(outputs):
-        total, keys = _total(output, index, components)
-        components = keys
-        values.append(total)
+            total, keys = _total(output, index, components)
+            components = keys
+            values.append(total)
+    except CodeRejected as error:  # name the input: the repair prompt and the record then show what broke it
+        raise CodeRejected(f"{error.reason}; the input was {_shown(inputs[index])}") from None
     return CheckedCode(source, values, components or [], list(outputs))
+
+
+def _shown(value: Any, limit: int = 400) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 @dataclass

@@ -10,6 +10,12 @@ that asks for it, and the shapings that run it.
 - Code may return a dict of named components. Each becomes a term of its own
   (``llm_potential.<component>``): a sum of potentials shapes exactly as their total does, and
   each part is logged.
+- Code checked on recorded states can still return NaN or an infinity on a state it was never
+  shown. At run time such a value stops training at once with an error naming the term, the code
+  file, the state and the step (:class:`~align_gym.wrappers.potential.NonFinitePotential` for a
+  potential, :class:`NonFiniteReward` for a reward), instead of poisoning the agent's weights and failing
+  far from its cause; ``on_nonfinite="zero"`` takes it as 0 instead, counts it and logs the count
+  (``align/<term>/nonfinite``).
 
 ``path`` is a ``.py`` file or a reward-search folder (its ``summary.json`` names the best file).
 The code only ever runs in the sandbox.
@@ -23,6 +29,7 @@ The code only ever runs in the sandbox.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..wrappers.core import RewardModule, TransitionBatch
-from .codegen import CALLER, BatchMemo, CodeSpec
+from .codegen import CALLER, BatchMemo, CodeSpec, _shown
 
 SPECS = {"potential": CodeSpec("potential", 1), "reward": CodeSpec("reward", 3)}
 SIGNATURES = {"potential": "potential(state: dict) -> float", "reward": "reward(state: dict, action, next_state: dict) -> float"}
@@ -89,18 +96,23 @@ class LLMCode:
     """A checked code file, run in the sandbox: ``outputs(items)`` gives each input's value as a
     dict of components (``{"total": v}`` for code that returns a number), cached per input."""
 
-    def __init__(self, source: str, kind: str = "potential", cache_size: int = 100_000):
+    def __init__(self, source: str, kind: str = "potential", cache_size: int = 100_000, path: str | Path | None = None):
         from .sandbox import load_function
 
         spec = SPECS[kind]
-        self.kind, self.source = kind, source
+        self.kind, self.source, self.path = kind, source, None if path is None else str(path)
         wrapped = source + (f"\n\n\ndef {CALLER}(values):\n    return {spec.name}(*values)\n" if spec.arguments > 1 else "")
         self.function = load_function(wrapped, CALLER if spec.arguments > 1 else spec.name, timeout=10.0)
         self._memo = BatchMemo(self._evaluate, cache_size)
 
     @classmethod
     def load(cls, path: str | Path, kind: str = "potential") -> LLMCode:
-        return cls(code_path(path).read_text(), kind)
+        path = code_path(path)
+        return cls(path.read_text(), kind, path=path)
+
+    def __repr__(self) -> str:
+        where = repr(self.path) if self.path else f"<source of {len(self.source.splitlines())} lines>"
+        return f"LLMCode({where}, kind={self.kind!r})"
 
     def outputs(self, items: Sequence[Any]) -> list[dict[str, float]]:
         return self._memo(items)
@@ -147,22 +159,63 @@ class LLMPotential:
     def __call__(self, state: Any) -> float:
         return self.batch([state])[0]
 
+    def __repr__(self) -> str:  # errors about a value name the potential by its file
+        where = repr(self.code.path) if self.code.path else f"<source of {len(self.code.source.splitlines())} lines>"
+        return f"LLMPotential({where}" + (f", component={self.component!r})" if self.component else ")")
+
+
+class NonFiniteReward(ValueError):
+    """LLM-written reward code returned NaN or an infinity at run time (the message names the
+    term, the code file, the transition and the step)."""
+
 
 class LLMRewardTerm(RewardModule):
     """``coef * reward(state, action, next_state)`` (one component, or the total) added to each
-    step's reward; not invariant."""
+    step's reward; not invariant. A non-finite value raises :class:`NonFiniteReward` naming the term, the
+    code, the transition and the step, or with ``on_nonfinite="zero"`` pays 0, counted in
+    ``nonfinite`` and reported by ``update``."""
 
     invariant = False
     needs = frozenset({"states", "actions", "next_states"})
 
-    def __init__(self, code: LLMCode, coef: float = 1.0, name: str = "llm_reward", component: str | None = None):
+    def __init__(self, code: LLMCode, coef: float = 1.0, name: str = "llm_reward", component: str | None = None,
+                 on_nonfinite: str = "raise"):
+        from ..wrappers.potential import NONFINITE_SETTINGS
+
+        if on_nonfinite not in NONFINITE_SETTINGS:
+            raise ValueError(f"on_nonfinite must be 'raise' or 'zero', got {on_nonfinite!r}")
         self.code, self.coef, self.name, self.component = code, float(coef), name, component
+        self.on_nonfinite = on_nonfinite
+        self.learns = on_nonfinite == "zero"  # its update only reports the count
+        self.nonfinite = 0
+        self.transitions = 0  # transitions scored so far, every sub-env's
 
     def reward(self, batch: TransitionBatch) -> np.ndarray:
         actions = [a.tolist() if isinstance(a, np.ndarray | np.generic) else a for a in batch.actions]
-        outputs = self.code.outputs([[s, a, t] for s, a, t in zip(batch.states, actions, batch.next_states)])
-        values = [sum(out.values()) if self.component is None else out[self.component] for out in outputs]
-        return self.coef * np.asarray(values, dtype=float)
+        inputs = [[s, a, t] for s, a, t in zip(batch.states, actions, batch.next_states)]
+        outputs = self.code.outputs(inputs)
+        values = np.asarray([sum(out.values()) if self.component is None else out[self.component] for out in outputs],
+                            dtype=float)
+        first, self.transitions = self.transitions + 1, self.transitions + len(values)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            i = int(bad[0])
+            message = (f"the reward code of term {self.name!r} ({self.code!r}) returned {values[i]!r} at transition "
+                       f"{first + i} of this shaping (all sub-envs counted), for state {_shown(inputs[i][0])}, action "
+                       f"{_shown(inputs[i][1])}, next state {_shown(inputs[i][2])}")
+            if self.on_nonfinite == "raise":
+                raise NonFiniteReward(f"{message}. Reward code must be finite on every transition: fix it, or shape "
+                                      f"with on_nonfinite='zero' to pay 0 there and count it")
+            if not self.nonfinite:
+                warnings.warn(f"{message}; paid as 0 (on_nonfinite='zero'), further ones counted in "
+                              f"align/{self.name}/nonfinite", RuntimeWarning, stacklevel=2)
+            self.nonfinite += len(bad)
+            values[bad] = 0.0
+        return self.coef * values
+
+    def update(self, batch: TransitionBatch) -> dict[str, float]:
+        """The count of non-finite values paid as 0 so far (``on_nonfinite="zero"`` only)."""
+        return {"nonfinite": float(self.nonfinite)}
 
 
 def _example_state(env: Any) -> dict[str, Any]:
@@ -181,23 +234,28 @@ def _example_state(env: Any) -> dict[str, Any]:
         probe.close()
 
 
-def make_llm_potential(env: Any, gamma: float, path: str, scale: float = 1.0,
-                       name: str = "llm_potential") -> list[RewardModule]:
-    """The ``llm_potential`` shaping: potential-based, one term per component of the code."""
+def make_llm_potential(env: Any, gamma: float, path: str, scale: float = 1.0, name: str = "llm_potential",
+                       on_nonfinite: str = "raise") -> list[RewardModule]:
+    """The ``llm_potential`` shaping: potential-based, one term per component of the code. A
+    non-finite value stops training with an error naming it (``on_nonfinite="raise"``) or is
+    taken as 0 and counted (``"zero"``)."""
     from ..wrappers.potential import PotentialReward
 
     code = LLMCode.load(path, "potential")
     names = code.components(_example_state(env))
     if names == ["total"]:
-        return [PotentialReward(LLMPotential(code), gamma, scale, name, source="state")]
-    return [PotentialReward(LLMPotential(code, c), gamma, scale, f"{name}.{c}", source="state") for c in names]
+        return [PotentialReward(LLMPotential(code), gamma, scale, name, source="state", on_nonfinite=on_nonfinite)]
+    return [PotentialReward(LLMPotential(code, c), gamma, scale, f"{name}.{c}", source="state", on_nonfinite=on_nonfinite)
+            for c in names]
 
 
-def make_llm_reward(env: Any, gamma: float, path: str, coef: float = 1.0, name: str = "llm_reward") -> list[RewardModule]:
-    """The ``llm_reward`` shaping: the code's value added raw, one term per component."""
+def make_llm_reward(env: Any, gamma: float, path: str, coef: float = 1.0, name: str = "llm_reward",
+                    on_nonfinite: str = "raise") -> list[RewardModule]:
+    """The ``llm_reward`` shaping: the code's value added raw, one term per component;
+    ``on_nonfinite`` as for ``llm_potential``."""
     code = LLMCode.load(path, "reward")
     example = _example_state(env)
     names = sorted(code.outputs([[example, 0, example]])[0])
     if names == ["total"]:
-        return [LLMRewardTerm(code, coef, name)]
-    return [LLMRewardTerm(code, coef, f"{name}.{c}", c) for c in names]
+        return [LLMRewardTerm(code, coef, name, on_nonfinite=on_nonfinite)]
+    return [LLMRewardTerm(code, coef, f"{name}.{c}", c, on_nonfinite) for c in names]

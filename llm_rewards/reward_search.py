@@ -7,12 +7,18 @@ One iteration:
 1. ask for ``samples`` candidates (``potential`` by default, or ``reward``) with the
    ``reward_code`` prompt (Text2Reward's abstraction of the state, the task, and from the second
    iteration on Eureka's reward reflection);
-2. extract each, run it in the sandbox on recorded states, feed any error back for ``repairs``
-   repairs (:mod:`~align_gym.llm_rewards.codegen`); record every reason;
+2. extract each, run it in the sandbox on recorded states (``states`` of a random policy, and
+   ``final_states`` from episode ends, terminated or truncated: the states a random policy reaches
+   last, such as the goal behind KeyDoor's open door, that mid-episode states of a short
+   recording miss), feed any error back for ``repairs`` repairs
+   (:mod:`~align_gym.llm_rewards.codegen`); record every reason;
 3. train each valid candidate through the bench's cells on the search seeds, in parallel
    (``llm_potential(path=...)`` or ``llm_reward(path=...)``); failed cells are recorded, never fatal;
 4. score: the task return averaged over the evaluations of training (the area under the
    learning curve, by ``info["env_reward"]``), averaged over search seeds; keep the best.
+   A candidate whose value turned out NaN or infinite in any training run (on a state the check
+   never saw) is rejected with the run's error, which names the state and step: it is broken
+   code, and the seeds where it happened not to fail must not make it a winner.
 
 Reward reflection, as Eureka sends it: the best code so far with the series (10 points over
 training) of the task return, the success rate and each shaping term, each with its max, mean and
@@ -69,6 +75,7 @@ class SearchConfig:
     temperature: float = 1.0  # sampling temperature (Eureka's)
     max_tokens: int = 600  # per answer
     states: int = 256  # recorded states each candidate is checked on
+    final_states: int = 16  # recorded episode ends (terminated or truncated) it is also checked on
     agent: str = "ppo"
     steps: int = 50_000  # training budget per candidate and search seed
     search_seeds: list[int] = field(default_factory=lambda: [0, 1])
@@ -94,8 +101,20 @@ class Candidate:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def record_inputs(env_id: str, kind: str, count: int, seed: int = 0) -> list[Any]:
-    """``count`` inputs for the code from a random policy: states, or (state, action, next state)."""
+FINAL_STATES_STEP_LIMIT = 200_000  # random-policy steps spent looking for episode ends, at most
+
+
+def record_inputs(env_id: str, kind: str, count: int, seed: int = 0, final_states: int = 0) -> list[Any]:
+    """Inputs for the code from a random policy: states, or (state, action, next state).
+
+    The first ``count`` are the policy's first ``count`` steps. Then come ``final_states`` from
+    episode ends (terminated or truncated; the transition that ends the episode for ``reward``),
+    the policy playing on until it has seen that many ends: a random policy reaches some states
+    only late in an episode (KeyDoor's open door, on the 8x8 grid after some 300 steps), so
+    mid-episode states of a short recording miss them. Ends met during the first ``count`` steps
+    count too. Every Align env has a time limit, so ends come; the recording stops looking after
+    ``FINAL_STATES_STEP_LIMIT`` steps and keeps the ends it found.
+    """
     import gymnasium as gym
 
     from ..envs.core import random_action
@@ -105,16 +124,34 @@ def record_inputs(env_id: str, kind: str, count: int, seed: int = 0) -> list[Any
     rng = np.random.default_rng(seed)
     _, info = env.reset(seed=seed)
     inputs: list[Any] = []
-    while len(inputs) < count:
+    ends: list[Any] = []
+    steps = 0
+    while len(inputs) < count or (len(ends) < final_states and steps < FINAL_STATES_STEP_LIMIT):
         action = random_action(env, info, rng)
         state = info["state"]
         _, _, terminated, truncated, info = env.step(action)
+        steps += 1
         action = action.tolist() if isinstance(action, np.ndarray | np.generic) else action
-        inputs.append(state if kind == "potential" else [state, action, info["state"]])
+        item = state if kind == "potential" else [state, action, info["state"]]
+        if len(inputs) < count:
+            inputs.append(item)
         if terminated or truncated:
+            if len(ends) < final_states:
+                ends.append(info["state"] if kind == "potential" else item)
             _, info = env.reset()
     env.close()
-    return inputs
+    return inputs + ends
+
+
+def _nonfinite_error(rows: list[dict[str, Any]]) -> str | None:
+    """The message of a failed cell's error if it was a non-finite potential or reward (the
+    run-time guard's error, which names the term, the code file, the state and the step), else None."""
+    error = rows[-1].get("error", "")
+    for name in ("NonFinitePotential", "NonFiniteReward"):
+        marker = f".{name}: "  # the traceback's last line: module.Class: message
+        if marker in error:
+            return " ".join(error.split(marker, 1)[1].split())
+    return None
 
 
 def _series(values: list[float], points: int = 10) -> list[float]:
@@ -206,8 +243,10 @@ class RewardSearch:
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         config = self.config
-        inputs = record_inputs(config.env_id, config.kind, config.states)
-        (self.out / "states.json").write_text(json.dumps(inputs[:32], default=str, indent=1))
+        inputs = record_inputs(config.env_id, config.kind, config.states, final_states=config.final_states)
+        # a sample of each kind: mid-episode states, then those of episode ends
+        sample = inputs[:32] + inputs[config.states:config.states + 8]
+        (self.out / "states.json").write_text(json.dumps(sample, default=str, indent=1))
         iterations = 1 if config.candidates else config.iterations
         for iteration in range(1, iterations + 1):
             folder = self.out / f"iter_{iteration}"
@@ -286,7 +325,11 @@ class RewardSearch:
             failed = [rows for rows in runs if cell_failed(rows)]
             candidate.stats = training_stats([rows for rows in runs if not cell_failed(rows)])
             candidate.score = score_of(candidate.stats)
-            if candidate.score is None:
+            nonfinite = [error for error in map(_nonfinite_error, failed) if error]
+            if nonfinite:  # broken code, however the other seeds went
+                candidate.status, candidate.score = "rejected", None
+                candidate.reason = f"training met a non-finite {self.config.kind}: {nonfinite[0]}"
+            elif candidate.score is None:
                 candidate.status = "rejected"
                 candidate.reason = "training failed: " + (failed[0][-1].get("error", "no rows") if failed else "no rows")
             elif failed:

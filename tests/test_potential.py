@@ -213,3 +213,73 @@ def test_single_env_and_sb3_adapters_evaluate_each_state_once():
         venv.step(np.zeros(3, dtype=int))
     # at most one call per vector step (none where every row is terminal and Phi(s) is known)
     assert 40 <= counted.batch_calls <= 50 and counted.single_calls == 0
+
+
+def tipping(obs):
+    """phi, but NaN once the pole leans past 0.1 rad: a potential that breaks only at run time."""
+    return float("nan") if abs(float(obs[2])) > 0.1 else phi(obs)
+
+
+def test_a_nonfinite_potential_raises_naming_the_potential_the_state_and_the_step():
+    env = PotentialShaping(gym.make("CartPole-v1"), potential=tipping, gamma=GAMMA)
+    assert not env.driver.learns  # the default setting keeps no transition log
+    obs, _ = env.reset(seed=0)
+    steps = 0
+    with pytest.raises(ValueError) as caught:  # a NonFinitePotential
+        for _ in range(30):
+            obs, *_ = env.step(1)  # push right until the pole leans past 0.1 rad
+            steps += 1
+    error = caught.value
+    # the state reached by the failing step, its step in the episode and in the shaping's life
+    assert abs(float(error.state[2])) > 0.1 and abs(float(obs[2])) <= 0.1
+    assert error.episode_step == steps + 1 and error.transition == steps + 1 and error.term == "pbrs"
+    message = str(error)
+    assert "'pbrs'" in message and "tipping" in message and "nan" in message
+    assert f"step {steps + 1} of its episode" in message and "on_nonfinite='zero'" in message
+    assert np.array2string(np.asarray(error.state), precision=4)[:20] in message
+
+
+def test_the_sb3_adapter_raises_for_the_sub_env_whose_state_is_nonfinite():
+    from align_gym.wrappers.potential import PotentialReward
+    from align_gym.wrappers.sb3 import ShapingVecEnvWrapper
+
+    n = 3
+    venv = ShapingVecEnvWrapper(sb3_make_vec_env("CartPole-v1", n_envs=n, seed=0), PotentialReward(tipping, GAMMA))
+    obs = venv.reset()
+    steps = 0
+    with pytest.raises(ValueError) as caught:
+        for _ in range(30):
+            obs, *_ = venv.step(np.ones(n, dtype=int))
+            steps += 1
+    error = caught.value
+    assert abs(float(error.state[2])) > 0.1 and np.all(np.abs(obs[:, 2]) <= 0.1)
+    assert error.episode_step == steps + 1 and steps * n < error.transition <= (steps + 1) * n
+
+
+def test_on_nonfinite_zero_pays_a_potential_of_zero_there_counts_it_and_reports_the_count():
+    def guarded(obs):  # the potential the agent is then shaped with: still a function of the state
+        value = tipping(obs)
+        return 0.0 if value != value else value
+
+    env = PotentialShaping(gym.make("CartPole-v1"), potential=tipping, gamma=GAMMA, on_nonfinite="zero")
+    assert env.driver.learns  # its update reports the count
+    rng = np.random.default_rng(0)
+    obs, _ = env.reset(seed=0)
+    nonfinite, fresh = 0, True
+    with pytest.warns(RuntimeWarning, match="returned nan .* paid as 0"):
+        for _ in range(300):
+            next_obs, reward, terminated, truncated, info = env.step(int(rng.integers(2)))
+            # each state is evaluated once: Phi(s0) at an episode's first step, then Phi(s')
+            nonfinite += (fresh and tipping(obs) != tipping(obs)) + (not terminated and tipping(next_obs) != tipping(next_obs))
+            assert np.isfinite(reward)
+            assert info["reward_terms"]["pbrs"] == pytest.approx(expected_term_of(guarded, obs, next_obs, terminated), abs=1e-9)
+            fresh = terminated or truncated
+            obs = env.reset()[0] if fresh else next_obs
+    assert nonfinite > 0 and env.module.nonfinite == nonfinite
+    assert env.driver.update() == {"nonfinite": float(nonfinite)}
+    with pytest.raises(ValueError, match="on_nonfinite must be 'raise' or 'zero'"):
+        PotentialShaping(gym.make("CartPole-v1"), potential=phi, gamma=GAMMA, on_nonfinite="skip")
+
+
+def expected_term_of(potential, prev_obs, next_obs, terminated):
+    return GAMMA * (0.0 if terminated else potential(next_obs)) - potential(prev_obs)

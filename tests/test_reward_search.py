@@ -8,9 +8,12 @@ import sys
 import pytest
 
 from align_gym.llm_rewards import LLMPotential
+from align_gym.llm_rewards.codegen import check_code
+from align_gym.llm_rewards.reward_code import SPECS
 from align_gym.llm_rewards.reward_search import (
     RewardSearch,
     SearchConfig,
+    record_inputs,
     reflection,
     training_stats,
 )
@@ -89,3 +92,50 @@ def test_the_loop_runs_end_to_end_with_the_embedded_model(tmp_path, embedded):
     assert (tmp_path / "iter_1" / "prompt.json").exists()
     # A usable result either way: the best valid candidate, or a clear record that none was valid.
     assert (summary["best"] is not None) == any(row["status"] == "valid" for row in summary["candidates"])
+
+
+# Staged progress, but NaN once KeyDoor's door is open.
+DOOR_NAN = '''def potential(state):
+    if state["door_open"]:
+        return float("nan")
+    return 0.1 * state["has_key"]
+'''
+
+
+def test_the_check_sees_final_states_so_a_potential_nan_once_the_door_is_open_is_rejected(tmp_path):
+    # 256 random-policy states on the 8x8 KeyDoor never see the door open: the check alone passes it
+    states = record_inputs("Align/KeyDoor-v0", "potential", 256)
+    assert not any(state["door_open"] for state in states)
+    check_code(DOOR_NAN, SPECS["potential"], states)
+    # episode ends (terminated: at the goal, behind the open door; truncated: out of time) are checked too
+    with_ends = record_inputs("Align/KeyDoor-v0", "potential", 256, final_states=8)
+    assert with_ends[:256] == states and len(with_ends) == 256 + 8
+    ends = with_ends[256:]
+    assert any(s["agent_x"] == s["goal_x"] and s["agent_y"] == s["goal_y"] for s in ends)  # terminated
+    assert any(s["steps"] == 640 for s in ends)  # truncated: 10 * 8 * 8 steps
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "door_nan.py").write_text(DOOR_NAN)
+    config = SearchConfig("Align/KeyDoor-v0", candidates=str(folder), steps=2048, search_seeds=[0],
+                          fresh_seeds=[100], jobs=1)
+    summary = RewardSearch(config, tmp_path / "search", progress=False).run()
+    [row] = summary["candidates"]
+    assert row["status"] == "rejected" and summary["best"] is None
+    assert "not finite" in row["reason"] and "'door_open': True" in row["reason"]
+    assert not (tmp_path / "search" / "iter_1" / "cells").exists()  # rejected before any training
+
+
+def test_a_candidate_that_goes_nonfinite_in_training_is_rejected_with_the_reason_and_the_search_ends(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "door_nan.py").write_text(DOOR_NAN)
+    # without final states and with few states the check passes it; training then meets the open door
+    config = SearchConfig("Align/KeyDoor-5x5-v0", candidates=str(folder), states=16, final_states=0, steps=2048,
+                          search_seeds=[0], fresh_seeds=[100], jobs=1)
+    summary = RewardSearch(config, tmp_path / "search", progress=False).run()
+    [row] = summary["candidates"]
+    assert row["status"] == "rejected" and row["score"] is None and summary["best"] is None
+    reason = row["reason"]
+    assert reason.startswith("training met a non-finite potential:") and "\n" not in reason
+    assert "door_nan.py" in reason and "returned nan" in reason and "'door_open': True" in reason
+    assert json.loads((tmp_path / "search" / "iter_1" / "door_nan.json").read_text())["reason"] == reason

@@ -20,7 +20,7 @@ from .core import (
 from .count import CountBonus
 from .episodic import EpisodicReward
 from .intrinsic import IntrinsicReward, IntrinsicTerm
-from .potential import PotentialReward, PotentialShaping, make_potential_reward
+from .potential import NonFinitePotential, PotentialReward, PotentialShaping, make_potential_reward
 from .registry import (
     ShapingSpec,
     check_spec,
@@ -51,7 +51,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CountBonus", "EpisodicReward", "IntrinsicReward", "IntrinsicTerm", "ENV_REWARD", "EPISODE_SUMMARY", "REWARD_TERMS", "EpisodeStarts", "EpisodeSummary", "ModuleDriver",
-    "PotentialReward", "PotentialShaping", "PotentialShapingVecEnv", "PotentialShapingVector", "RewardModule",
+    "NonFinitePotential", "PotentialReward", "PotentialShaping", "PotentialShapingVecEnv", "PotentialShapingVector", "RewardModule",
     "ShapingSpec", "ShapingVecEnvWrapper", "ShapingVectorWrapper", "ShapingWrapper", "TransitionBatch",
     "check_spec", "format_spec", "is_invariant", "load_reward_module_states", "make_modules",
     "make_potential_reward", "module_learns", "parse_spec", "register_shaping", "reward_module_states",

@@ -87,8 +87,10 @@ class RewardModule:
     Subclasses set ``name`` and ``invariant`` (whether the term provably keeps the optimal
     policy: potential-based shaping does, intrinsic bonuses do not) and implement ``reward``.
     A module that learns overrides ``update`` (and ``state_dict``/``load_state_dict`` for what it
-    learned) and may set ``update_every``. Any object with ``name``, ``invariant`` and ``reward``
-    works as a module; the rest is optional.
+    learned) and may set ``update_every``. A module whose ``update`` has work only in some settings
+    (a potential that counts non-finite values only when told to) sets ``learns = False`` on
+    the instances without it, so that adapters keep no transition log for them. Any object with
+    ``name``, ``invariant`` and ``reward`` works as a module; the rest is optional.
     """
 
     name: str = "module"
@@ -126,8 +128,9 @@ def _overrides(module: Any, method: str) -> bool:
 
 
 def module_learns(module: Any) -> bool:
-    """Whether ``module`` has an ``update`` of its own (the base class's does nothing)."""
-    return _overrides(module, "update")
+    """Whether ``module`` has an ``update`` of its own (the base class's does nothing) and has
+    not switched it off (``learns = False``): whether adapters log transitions for it and update it."""
+    return _overrides(module, "update") and getattr(module, "learns", True) is not False
 
 
 class ModuleDriver:

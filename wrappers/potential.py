@@ -9,11 +9,23 @@ so every policy's value shifts by ``-Phi(s_0)`` alone. Two details keep that tru
   truncation the episode is only cut, the state is not terminal, and ``Phi(s')`` is kept.
 - ``gamma`` must be the agent's own discount. With another value the telescoping breaks and the
   optimal policy can change; it has no default for that reason.
+
+A potential must be finite on every state. One NaN or infinity in a reward reaches the agent's
+advantages and then its weights, and training dies much later with an error about logits that
+names nothing of the cause; so a non-finite value stops training at once with a
+:class:`NonFinitePotential` naming the term, the potential, the state and the step. The setting
+``on_nonfinite="zero"`` instead takes 0 as the potential of such a state, counts it (the module's
+``nonfinite``, logged as ``align/<name>/nonfinite``) and warns once. Zeroing ``Phi(s)`` rather than
+the term keeps the shaping potential-based: the replaced potential is still a function of the
+state alone, so the terms still telescope and the optimal policy is still unchanged.
 """
 
 from __future__ import annotations
 
+import reprlib
+import warnings
 from collections.abc import Callable, Sequence
+from math import isfinite
 from typing import Any
 
 import gymnasium as gym
@@ -23,6 +35,35 @@ from gymnasium.utils import RecordConstructorArgs
 from .core import RewardModule, ShapingWrapper, TransitionBatch
 
 PotentialFn = Callable[[Any], float]
+NONFINITE_SETTINGS = ("raise", "zero")
+
+
+class NonFinitePotential(ValueError):
+    """A potential returned NaN or an infinity: the message names the term, the potential, the
+    state and the step; the same facts are attributes (``term``, ``potential`` as it is named in
+    the message, ``state``, ``value``, ``episode_step``: 0 for an episode's first state, and
+    ``transition``) for code that handles it. It pickles, so it crosses from a vector env's worker."""
+
+    def __init__(self, message: str, *, term: str = "", potential: str = "", state: Any = None,
+                 value: float = float("nan"), episode_step: int = 0, transition: int = 0):
+        super().__init__(message)
+        self.term, self.potential, self.state, self.value = term, potential, state, value
+        self.episode_step, self.transition = episode_step, transition
+
+
+def _describe(potential: Any) -> str:
+    """A potential's name for messages: its qualified name for a function, else its repr."""
+    name = getattr(potential, "__qualname__", None)
+    return f"{potential.__module__}.{name}" if name and getattr(potential, "__module__", None) else repr(potential)
+
+
+def _show(state: Any) -> str:
+    """A state in a message: whole where short, abridged where long (observations, text states)."""
+    if isinstance(state, np.ndarray):
+        return np.array2string(state, precision=4, threshold=40, max_line_width=10**6)
+    shown = reprlib.Repr()
+    shown.maxlevel, shown.maxdict, shown.maxlist, shown.maxstring, shown.maxother = 3, 40, 20, 200, 200
+    return shown.repr(state)
 
 
 def check_gamma(gamma: float) -> float:
@@ -68,13 +109,21 @@ class PotentialReward(RewardModule):
     function once per value. ``Phi(s)`` of a transition is ``Phi(s')`` of the same episode's
     previous one, reused rather than recomputed, so each state is evaluated once: that relies on
     the adapters' episode ids, so give each adapter a module of its own.
+
+    A non-finite ``Phi`` raises :class:`NonFinitePotential` (``on_nonfinite="raise"``, the
+    default), or with ``on_nonfinite="zero"`` is taken as 0, counted in ``nonfinite`` and
+    reported by ``update`` (see the module docstring for why the potential, not the term, is
+    zeroed). Only the counting setting has an update, so only it makes adapters keep a log.
     """
 
     invariant = True
 
-    def __init__(self, potential: PotentialFn, gamma: float, scale: float = 1.0, name: str = "pbrs", source: str = "obs"):
+    def __init__(self, potential: PotentialFn, gamma: float, scale: float = 1.0, name: str = "pbrs", source: str = "obs",
+                 on_nonfinite: str = "raise"):
         if source not in ("obs", "state"):
             raise ValueError(f"source must be 'obs' or 'state', got {source!r}")
+        if on_nonfinite not in NONFINITE_SETTINGS:
+            raise ValueError(f"on_nonfinite must be 'raise' or 'zero', got {on_nonfinite!r}")
         self.potential = potential
         self.gamma = check_gamma(gamma)
         self.scale = float(scale)
@@ -84,7 +133,34 @@ class PotentialReward(RewardModule):
         self._on_states = source == "state"
         read = ("states", "next_states") if self._on_states else ("obs", "next_obs")
         self.needs = frozenset({*read, "terminated", "truncated", "episode_ids"})
-        self._phi_next: dict[int, float] = {}  # episode id -> Phi(s') of its latest transition
+        self.on_nonfinite = on_nonfinite
+        self.learns = on_nonfinite == "zero"  # its update only reports the count
+        self.nonfinite = 0  # non-finite values taken as 0 (on_nonfinite="zero")
+        self.transitions = 0  # transitions scored so far, every sub-env's: the step errors name
+        # episode id -> (Phi(s') of its latest transition, that transition's step in the episode)
+        self._phi_next: dict[int, tuple[float, int]] = {}
+
+    def update(self, batch: TransitionBatch) -> dict[str, float]:
+        """The count of non-finite values taken as 0 so far (``on_nonfinite="zero"`` only)."""
+        return {"nonfinite": float(self.nonfinite)}
+
+    def _nonfinite(self, value: float, state: Any, episode_step: int, transition: int) -> float:
+        """What a non-finite ``value`` of ``Phi(state)`` becomes: an error, or 0 counted."""
+        where = "the first state of its episode" if episode_step == 0 else f"the state reached at step {episode_step} of its episode"
+        potential = _describe(self.potential)
+        message = (f"the potential of term {self.name!r} ({potential}) returned {value!r} for "
+                   f"{where} (transition {transition} of this shaping, all sub-envs counted): {_show(state)}")
+        if self.on_nonfinite == "raise":
+            raise NonFinitePotential(
+                f"{message}. A potential must be finite on every state: fix it, or shape with "
+                f"on_nonfinite='zero' to take 0 there and count it",
+                term=self.name, potential=potential, state=state, value=value, episode_step=episode_step,
+                transition=transition)
+        if not self.nonfinite:
+            warnings.warn(f"{message}; paid as 0 (on_nonfinite='zero'), further ones counted in "
+                          f"align/{self.name}/nonfinite", RuntimeWarning, stacklevel=2)
+        self.nonfinite += 1
+        return 0.0
 
     def potentials(self, items: Sequence[Any]) -> list[float]:
         """Phi of each of ``items`` (observations or state dicts), in one call where the
@@ -101,33 +177,51 @@ class PotentialReward(RewardModule):
             # The single-env adapter's case, in plain floats: the general path below costs ~2 us
             # of list handling, half an Align env's whole step. Same arithmetic, same cache.
             episode = ids[0]
-            phi = self._phi_next.pop(episode, None)
-            if phi is None:
-                phi = float(self.potential((batch.states if self._on_states else batch.obs)[0]))
+            self.transitions += 1
+            known = self._phi_next.pop(episode, None)
+            if known is None:
+                state = (batch.states if self._on_states else batch.obs)[0]
+                phi, step = float(self.potential(state)), 1
+                if not isfinite(phi):
+                    phi = self._nonfinite(phi, state, 0, self.transitions)
+            else:
+                phi, step = known[0], known[1] + 1
             phi_next = 0.0
             if not batch.terminated[0]:
-                phi_next = float(self.potential((batch.next_states if self._on_states else batch.next_obs)[0]))
+                state = (batch.next_states if self._on_states else batch.next_obs)[0]
+                phi_next = float(self.potential(state))
+                if not isfinite(phi_next):
+                    phi_next = self._nonfinite(phi_next, state, step, self.transitions)
                 if not batch.truncated[0]:
-                    self._phi_next[episode] = phi_next
+                    self._phi_next[episode] = (phi_next, step)
             return [self.scale * (self.gamma * phi_next - phi)]
         before, after = (batch.states, batch.next_states) if self._on_states else (batch.obs, batch.next_obs)
         terminated, truncated = batch.terminated, batch.truncated
         # Python lists: numpy element access is slower than the arithmetic here.
         ids, terminated, truncated = _as_list(ids), _as_list(terminated), _as_list(truncated)
-        n = len(ids)
-        phi = [self._phi_next.pop(episode, None) for episode in ids]
-        missing = [i for i in range(n) if phi[i] is None]  # first steps of episodes
+        n, first = len(ids), self.transitions + 1  # the transition number of row 0
+        self.transitions += n
+        known = [self._phi_next.pop(episode, None) for episode in ids]
+        missing = [i for i in range(n) if known[i] is None]  # first steps of episodes
+        phi = [0.0 if entry is None else entry[0] for entry in known]
+        steps = [1 if entry is None else entry[1] + 1 for entry in known]  # each transition's step in its episode
         # Phi(terminal) = 0: a terminal state has no future to pay for (Ng et al. 1999). On
         # truncation the state is not terminal and its potential counts.
         live = [i for i in range(n) if not terminated[i]]
-        values = self.potentials([before[i] for i in missing] + [after[i] for i in live])
+        items = [before[i] for i in missing] + [after[i] for i in live]
+        values = self.potentials(items)
+        if not all(map(isfinite, values)):
+            rows = missing + live
+            values = [value if isfinite(value) else
+                      self._nonfinite(value, items[j], 0 if j < len(missing) else steps[rows[j]], first + rows[j])
+                      for j, value in enumerate(values)]
         for i, value in zip(missing, values):
             phi[i] = value
         phi_next = [0.0] * n
         for i, value in zip(live, values[len(missing):]):
             phi_next[i] = value
             if not truncated[i]:
-                self._phi_next[ids[i]] = value
+                self._phi_next[ids[i]] = (value, steps[i])
         return [self.scale * (self.gamma * phi_next[i] - phi[i]) for i in range(n)]
 
 
@@ -136,12 +230,12 @@ def _as_list(values: Sequence[Any]) -> list[Any]:
 
 
 def make_potential_reward(env: Any, potential: str | PotentialFn, gamma: float, scale: float = 1.0,
-                          name: str = "pbrs", source: str | None = None) -> PotentialReward:
+                          name: str = "pbrs", source: str | None = None, on_nonfinite: str = "raise") -> PotentialReward:
     """Build the module for ``env``: a potential's name reads ``info["state"]``, a callable the
-    observation unless ``source`` says otherwise."""
+    observation unless ``source`` says otherwise; ``on_nonfinite`` as in :class:`PotentialReward`."""
     if source is None:
         source = "obs" if callable(potential) else "state"
-    return PotentialReward(resolve_potential(env, potential), gamma, scale, name, source)
+    return PotentialReward(resolve_potential(env, potential), gamma, scale, name, source, on_nonfinite)
 
 
 class PotentialShaping(ShapingWrapper, RecordConstructorArgs):
@@ -149,7 +243,8 @@ class PotentialShaping(ShapingWrapper, RecordConstructorArgs):
 
     ``potential`` is a function of the observation (or, with ``source="state"``, of
     ``info["state"]``), or the name of a potential the Align env offers (``"reference"``,
-    ``"distance"``). ``gamma`` must be the agent's discount.
+    ``"distance"``). ``gamma`` must be the agent's discount. A non-finite potential raises
+    :class:`NonFinitePotential`; ``on_nonfinite="zero"`` takes it as 0 and counts it instead.
 
     >>> import gymnasium as gym
     >>> env = PotentialShaping(gym.make("CartPole-v1"), potential=lambda obs: -abs(obs[2]), gamma=0.99)
@@ -160,6 +255,7 @@ class PotentialShaping(ShapingWrapper, RecordConstructorArgs):
     """
 
     def __init__(self, env: gym.Env, potential: str | PotentialFn, gamma: float, scale: float = 1.0,
-                 name: str = "pbrs", source: str | None = None):
-        RecordConstructorArgs.__init__(self, potential=potential, gamma=gamma, scale=scale, name=name, source=source)
-        ShapingWrapper.__init__(self, env, make_potential_reward(env, potential, gamma, scale, name, source))
+                 name: str = "pbrs", source: str | None = None, on_nonfinite: str = "raise"):
+        RecordConstructorArgs.__init__(self, potential=potential, gamma=gamma, scale=scale, name=name, source=source,
+                                       on_nonfinite=on_nonfinite)
+        ShapingWrapper.__init__(self, env, make_potential_reward(env, potential, gamma, scale, name, source, on_nonfinite))

@@ -128,5 +128,5 @@ class PotentialShapingVecEnv(ShapingVecEnvWrapper):
     """
 
     def __init__(self, venv: VecEnv, potential, gamma: float, scale: float = 1.0, name: str = "pbrs",
-                 source: str | None = None):
-        super().__init__(venv, make_potential_reward(venv, potential, gamma, scale, name, source))
+                 source: str | None = None, on_nonfinite: str = "raise"):
+        super().__init__(venv, make_potential_reward(venv, potential, gamma, scale, name, source, on_nonfinite))

@@ -206,5 +206,5 @@ class PotentialShapingVector(ShapingVectorWrapper):
     """
 
     def __init__(self, env: VectorEnv, potential, gamma: float, scale: float = 1.0, name: str = "pbrs",
-                 source: str | None = None):
-        super().__init__(env, make_potential_reward(env, potential, gamma, scale, name, source))
+                 source: str | None = None, on_nonfinite: str = "raise"):
+        super().__init__(env, make_potential_reward(env, potential, gamma, scale, name, source, on_nonfinite))
