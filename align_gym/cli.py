@@ -59,8 +59,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_serve_llm(args: argparse.Namespace) -> int:
     from .llm_rewards.server import serve
 
-    serve(args.model, host=args.host, port=args.port, served_model_name=args.served_model_name,
-          batch_window=args.batch_window, max_batch=args.max_batch)
+    try:
+        serve(args.model, host=args.host, port=args.port, served_model_name=args.served_model_name,
+              batch_window=args.batch_window, max_batch=args.max_batch, max_model_len=args.max_model_len,
+              batch_invariant=args.batch_invariant)
+    except ValueError as error:  # a bad spec or setting: say so, start nothing
+        raise SystemExit(f"align-gym serve-llm: {error}") from None
     return 0
 
 
@@ -231,15 +235,22 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load a local model once and serve /v1/models, /v1/chat/completions and /v1/completions "
                     "as vLLM's server does (logprobs and top_logprobs, n, stop, seed, finish_reason, streaming; "
                     "echo+logprobs for scoring), so several env processes share it through "
-                    "openai:MODEL@http://HOST:PORT/v1. Concurrent requests share forward passes. "
-                    "Flags follow `vllm serve`.")
+                    "openai:MODEL@http://HOST:PORT/v1. Concurrent requests share forward passes; a request "
+                    "whose client leaves is cancelled; one SIGTERM stops the server. Flags follow `vllm serve`.")
     serve_llm.add_argument("--model", default="hf:default", help="hf:default or hf:/path/to/model (default hf:default)")
     serve_llm.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve_llm.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve_llm.add_argument("--served-model-name", default=None, help="model id clients ask for (default: the model's name)")
     serve_llm.add_argument("--batch-window", type=float, default=0.05,
                            help="seconds between arrivals that still join one batch (default 0.05)")
-    serve_llm.add_argument("--max-batch", type=int, default=32, help="most sequences decoded together (default 32)")
+    serve_llm.add_argument("--max-batch", type=int, default=32,
+                           help="most sequences decoded together, and so in one request: prompts x n (default 32)")
+    serve_llm.add_argument("--max-model-len", type=int, default=None,
+                           help="most tokens of a prompt and its completion; longer requests get 400 "
+                                "(default: the model's context)")
+    serve_llm.add_argument("--batch-invariant", action="store_true",
+                           help="decode each request in forward passes of its own, so that what it is batched "
+                                "with cannot change a greedy or seeded answer (slower under concurrent load)")
     serve_llm.set_defaults(run=_cmd_serve_llm)
 
     serve_env = commands.add_parser(
