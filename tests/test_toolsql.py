@@ -124,13 +124,19 @@ HOSTILE_QUERIES = [
 # Run in a fresh process whose temporary folder is empty: its peak memory, what it writes and what
 # its temporary folder holds are the queries' own.
 HOSTILE_SCRIPT = r"""
-import json, os, resource, sys, time
+import json, os, sys, time
 import gymnasium as gym
 import align_gym
 from align_gym.envs.tools.calls import format_call
 
 def rss_mb():
     return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+def peak_mb():
+    # VmHWM, the peak of this process's own memory: ru_maxrss would keep the parent's peak, which
+    # Linux carries across fork and exec (a test suite that has loaded models is gigabytes).
+    status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
+    return int(status["VmHWM"].split()[0]) / 1024
 
 def written():
     return int(dict(line.split(": ") for line in open("/proc/self/io").read().splitlines())["wchar"])
@@ -148,7 +154,7 @@ for sql in json.loads(sys.argv[1]):
     steps.append({"seconds": seconds, "valid": info["action_valid"], "message": info.get("invalid_action", ""),
                   "obs_chars": len(obs), "steps_on": after["action_valid"]})
 report = {"steps": steps, "written_mb": (written() - before) / 2**20,
-          "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss,
+          "peak_mb": peak_mb() - rss,
           "files": sorted(os.path.relpath(os.path.join(d, f), os.environ["TMPDIR"]) for d, _, fs in os.walk(os.environ["TMPDIR"]) for f in fs)}
 print(json.dumps(report))
 """
