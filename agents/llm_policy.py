@@ -16,6 +16,9 @@ objective (clip 0.2), an entropy bonus (0.01) and a value loss (0.5), gradients 
 early stop of an update's epochs when the approximate KL passes ``target_kl`` (0.02), GAE with
 ``gamma`` and ``lambda`` 0.95 (TWOSOME's settings). ``lora=True`` trains LoRA adapters (rank 8,
 alpha 16, on the attention's query and value projections, through ``peft``) instead of every weight.
+Dropout is off throughout: rollouts and updates both run the model in eval mode, so PPO's ratio
+compares the policy that chose the rollout's actions with itself (1 before the first step), not
+with a copy thinned at random (TRL's trainers disable dropout for the same reason).
 
 Simplified: TWOSOME's critic is the base model with its adapters off; here the value head shares
 the policy's model (GLAM's choice), which also works without LoRA. The prompt is the env's
@@ -81,6 +84,7 @@ class ActionPPOConfig:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     out: str | None = None  # a folder for log.jsonl and checkpoint.pt, written after every update
     resume: bool = False  # go on from out/checkpoint.pt where there is one
+    allow_changes: list[str] = field(default_factory=list)  # settings a resume may change (others are refused)
 
 
 # -- the model ---------------------------------------------------------------------------------
@@ -280,16 +284,24 @@ class TrainResult:
     config: dict[str, Any]
     updates: list[dict[str, float]] = field(default_factory=list)
     episodes: list[dict[str, Any]] = field(default_factory=list)
+    changes: list[dict[str, Any]] = field(default_factory=list)  # settings changed on resume, with the step
     policy: Any = None  # the trained policy
 
 
 def recent_scores(episodes: list[dict[str, Any]], window: int = 20) -> dict[str, float]:
-    """Task return and success rate of the last ``window`` episodes (NaN before the first ends)."""
+    """Task return (mean and its standard error) and success rate of the last ``window`` episodes,
+    and how many there were: one episode's return is mostly sampling noise, so a reader needs the
+    spread to tell learning from luck. NaN before the first episode ends (the error before two).
+
+    >>> {k: round(v, 3) for k, v in recent_scores([{"true_return": r, "success": r > 0} for r in (0.0, 1.0, 1.0, 0.0)]).items()}
+    {'task_return': 0.5, 'task_return_se': 0.289, 'success_rate': 0.5, 'recent_episodes': 4.0}
+    """
     recent = episodes[-window:]
-    if not recent:
-        return {"task_return": math.nan, "success_rate": math.nan}
-    return {"task_return": float(np.mean([e["true_return"] for e in recent])),
-            "success_rate": float(np.mean([e["success"] for e in recent]))}
+    returns = np.array([e["true_return"] for e in recent], dtype=float)
+    return {"task_return": float(returns.mean()) if len(recent) else math.nan,
+            "task_return_se": float(returns.std(ddof=1) / np.sqrt(len(recent))) if len(recent) > 1 else math.nan,
+            "success_rate": float(np.mean([e["success"] for e in recent])) if len(recent) else math.nan,
+            "recent_episodes": float(len(recent))}
 
 
 def prompt_of(observation: str) -> str:
@@ -356,7 +368,8 @@ def train_action_ppo(config: ActionPPOConfig, policy: ActionLikelihoodPolicy | N
         for step, advantage in zip(steps, advantages):
             step.advantage, step.ret = float(advantage), float(advantage + step.value)
         # -- update ---------------------------------------------------------------------------------
-        policy.train()
+        # The policy stays in eval mode here too: dropout off, so the ratio compares the function
+        # that chose the rollout's actions with itself as it learns; see the module docstring.
         stats: dict[str, float] = {}
         order = np.arange(len(steps))
         for _ in range(config.epochs):
@@ -436,18 +449,20 @@ def refuse_redistribution(modules: list[Any], agent: str) -> None:
 
 def resume_run(config: Any, policy: nn.Module, optimizer: Any, rng: np.random.Generator, generator: torch.Generator,
                result: Any) -> int:
-    """Restore a run from ``config.out`` when ``config.resume`` is set; returns the steps taken."""
+    """Restore a run from ``config.out`` when ``config.resume`` is set; returns the steps taken.
+    Settings that differ from the checkpoint's are refused unless named in ``config.allow_changes``
+    (see :func:`align_gym.agents.llm_checkpoint.load_checkpoint`)."""
     from .llm_checkpoint import load_checkpoint
 
     if not (config.out and config.resume):
         return 0
-    progress = load_checkpoint(config.out, policy, optimizer)
+    progress = load_checkpoint(config.out, policy, optimizer, asdict(config), config.allow_changes)
     if progress is None:
         return 0
     rng.bit_generator.state = progress["rng"]
     generator.set_state(progress["generator"])
     result.episodes, result.updates = list(progress["episodes"]), list(progress["updates"])
-    result.history_rewritten = progress.get("history_rewritten", 0)
+    result.changes = list(progress.get("changes", []))
     return int(progress["taken"])
 
 
@@ -467,5 +482,4 @@ def record_update(config: Any, policy: nn.Module, optimizer: Any, rng: np.random
         log.write(json.dumps(row) + "\n")
     save_checkpoint(folder, policy, optimizer, {
         "taken": taken, "rng": rng.bit_generator.state, "generator": generator.get_state(),
-        "episodes": result.episodes, "updates": result.updates, "history_rewritten": getattr(result, "history_rewritten", 0),
-        "config": asdict(config)})
+        "episodes": result.episodes, "updates": result.updates, "changes": result.changes, "config": asdict(config)})

@@ -1,21 +1,33 @@
 """Token-PPO: a language model writes free-text actions token by token, and each token is an action
 of PPO (the RLHF recipe of Ziegler et al. 2019 and Ouyang et al. 2022, applied to multi-turn envs).
 
-Each turn the conversation so far is rendered with the model's chat template (the env's
-observations as user messages, the agent's earlier answers as assistant messages) and the model
-samples an answer, recording per token its log-probability, a value (a head on the hidden state
-that predicts the token) and the frozen reference model's log-probability. The env's reward for the
-turn (the task reward plus every shaping term of the spec) is placed on the turn's tokens by a
-placement of :mod:`align_gym.wrappers.tokens` (``last_token``, ``uniform``, ``discounted``,
-``value_shaping``); each token also pays ``-kl_coef * (log pi - log pi_ref)``, the KL penalty to the
-reference model. Advantages are GAE over the episode's tokens (``token_gamma``, ``gae_lambda``),
-and PPO's clipped objective and a value loss update the model and the head.
+An episode is one growing token sequence. Its first prompt is the env's first observation as a
+user message, rendered by the model's chat template; each turn the model samples an answer,
+recording per token its log-probability, a value (a head on the hidden state that predicts the
+token) and, once per rollout, the frozen reference model's log-probability (the reference never
+changes, so the update's epochs reuse it). The env's reward for the turn (the task reward plus
+every shaping term of the spec) is placed on the turn's tokens by a placement of
+:mod:`align_gym.wrappers.tokens` (``last_token``, ``uniform``, ``discounted``, ``value_shaping``);
+each token also pays ``-kl_coef * (log pi - log pi_ref)``, the KL penalty to the reference model.
+Advantages are GAE over the episode's tokens (``token_gamma``, ``gae_lambda``), and PPO's clipped
+objective and a value loss update the model and the head.
 
-Token in, token out: every turn's record holds ``prompt_ids``, ``completion_ids``,
-``completion_mask``, ``logprobs``, the turn's ``reward`` and its ``reward_terms`` (the names TRL's
-and verifiers' rollouts use). From the second turn on, the new prompt must extend the previous
-prompt and completion token for token; where the chat template re-tokenised or rewrote history, the
-turn is flagged (``history_rewritten``), counted, and trained on its own prompt, never crashed on.
+``value_shaping`` is potential-based over the whole episode, as
+:func:`align_gym.wrappers.tokens.per_token_tensor` chains it: V after a turn's last token is V at
+the next turn's first token; after the last turn it is 0 where the episode ended and, where it was
+cut (the env's time limit, or the run's budget), V where the next turn would start. The terms then
+telescope to ``-V`` of the episode's first token, paid once.
+
+Token in, token out: the next turn's prompt is this turn's prompt, the ids it sampled, and the
+tokenised rest (the end of the turn, the env's reply, the next answer's prompt;
+:func:`next_prompt_ids`). Generated text is never decoded and tokenised again, so the episode's
+last prompt and completion are exactly what was sampled, and every turn's record (``prompt_ids``,
+``completion_ids``, ``completion_mask``, ``logprobs``, the turn's ``reward`` and its
+``reward_terms``: the names TRL's and verifiers' rollouts use) trains on the tokens the model saw.
+
+Dropout is off throughout: rollouts and updates both run the model in eval mode, so PPO's ratio
+compares the sampling policy with itself (1 on every token before the first step), not with a
+copy thinned at random (TRL's trainers disable dropout for the same reason).
 
 >>> from align_gym.agents.token_ppo import TokenPPOConfig, train_token_ppo
 >>> result = train_token_ppo(TokenPPOConfig(env_id="Align/ToolCalc-v0", model="tiny", turns=8))  # doctest: +SKIP
@@ -74,6 +86,7 @@ class TokenPPOConfig:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     out: str | None = None  # a folder for log.jsonl and checkpoint.pt, written after every update
     resume: bool = False  # go on from out/checkpoint.pt where there is one
+    allow_changes: list[str] = field(default_factory=list)  # settings a resume may change (others are refused)
 
 
 class TokenPolicy(nn.Module):
@@ -94,21 +107,36 @@ class TokenPolicy(nn.Module):
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def evaluate(self, prompt_ids: list[int], completion_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per completion token: log pi, value, entropy, and log pi_ref (one forward of each model)."""
+    def evaluate(self, prompt_ids: list[int], completion_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per completion token: log pi, value and entropy (one forward of the model)."""
         ids = torch.tensor([prompt_ids + completion_ids], device=self.device)
-        out = self.model(input_ids=ids, output_hidden_states=True)
+        # Logits only where a completion token is predicted: over a long multi-turn context, the
+        # vocabulary's projection at every position would cost more than the model itself.
+        out = self.model(input_ids=ids, output_hidden_states=True, logits_to_keep=len(completion_ids) + 1)
         start = len(prompt_ids) - 1  # the position that predicts the first completion token
-        logits = out.logits[0, start:-1].float()
+        logits = out.logits[0, :-1].float()
         targets = ids[0, len(prompt_ids):]
         logp_all = torch.log_softmax(logits, -1)
         logprobs = logp_all.gather(1, targets[:, None]).squeeze(1)
         entropy = -(logp_all.exp() * logp_all).sum(-1)
         values = self.value_head(out.hidden_states[-1][0, start:-1].float()).squeeze(-1)
-        with torch.no_grad():
-            ref_logits = self.reference(input_ids=ids).logits[0, start:-1].float()
-            ref_logprobs = torch.log_softmax(ref_logits, -1).gather(1, targets[:, None]).squeeze(1)
-        return logprobs, values, entropy, ref_logprobs
+        return logprobs, values, entropy
+
+    @torch.no_grad()
+    def reference_logprobs(self, prompt_ids: list[int], completion_ids: list[int]) -> torch.Tensor:
+        """Per completion token, log pi_ref: the frozen reference's (one forward of it). The
+        reference never changes, so a rollout computes this once and every epoch reuses it."""
+        ids = torch.tensor([prompt_ids + completion_ids], device=self.device)
+        logits = self.reference(input_ids=ids, logits_to_keep=len(completion_ids) + 1).logits[0, :-1].float()
+        return torch.log_softmax(logits, -1).gather(1, ids[0, len(prompt_ids):, None]).squeeze(1)
+
+    @torch.no_grad()
+    def value(self, prompt_ids: list[int]) -> float:
+        """V of the state a prompt leaves the agent in: the value head at the prompt's last position
+        (where a completion's first token would be predicted)."""
+        out = self.model(input_ids=torch.tensor([prompt_ids], device=self.device), output_hidden_states=True,
+                         logits_to_keep=1)
+        return float(self.value_head(out.hidden_states[-1][0, -1].float()))
 
     @torch.no_grad()
     def generate(self, prompt_ids: list[int], max_new_tokens: int, temperature: float,
@@ -134,24 +162,45 @@ def chat_prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def extends(previous: list[int], prompt_ids: list[int]) -> bool:
-    """Whether ``prompt_ids`` starts with ``previous`` (the last prompt and completion): multi-turn
-    token sequences must not drift between turns.
+def next_prompt_ids(tokenizer: Any, prompt_ids: list[int], completion_ids: list[int], reply: str,
+                    stop_ids: set[int]) -> list[int]:
+    """The next turn's prompt, token in, token out: the turn's ``prompt_ids``, its ``completion_ids``
+    exactly as sampled, then what the chat template writes after an assistant's answer: the end of
+    the turn (its end-of-turn token only where the completion did not sample a stop token), the
+    env's ``reply`` as a user message, and the prompt for the next answer.
 
-    >>> extends([1, 2, 3], [1, 2, 3, 4]), extends([1, 2, 3], [1, 2, 5, 4])
-    (True, False)
+    Only that new text is tokenised. The ids already in the context are never decoded and tokenised
+    again: a decoded answer can tokenise differently (``" lunchtime"`` as ``" lunch"``, ``"tim"``,
+    ...), and the model would then be trained on tokens it never sampled. A template that rewrites
+    earlier answers (dropping reasoning, say) is read only for this suffix, so it rewrites nothing.
     """
-    return prompt_ids[: len(previous)] == previous
+    probe = [{"role": "user", "content": "?"}]
+    head = tokenizer.apply_chat_template(probe, add_generation_prompt=True, tokenize=False)
+    full = tokenizer.apply_chat_template(probe + [{"role": "assistant", "content": ""}, {"role": "user", "content": reply}],
+                                         add_generation_prompt=True, tokenize=False)
+    if not full.startswith(head):
+        raise ValueError("the chat template renders a conversation's first turn differently once more turns follow: "
+                         "token-PPO needs a template whose rendering only grows turn by turn")
+    tail = full[len(head):]  # the (empty) answer, the end of its turn, the reply, the next prompt
+    ends = sorted((tail.find(text), text) for text in tokenizer.convert_ids_to_tokens(sorted(stop_ids)) if text in tail)
+    if not ends:
+        raise ValueError("the chat template ends an assistant's answer with none of the model's stop tokens "
+                         f"({sorted(stop_ids)}): token-PPO cannot tell where a turn ends")
+    start, end_of_turn = ends[0]
+    closed = bool(completion_ids) and completion_ids[-1] in stop_ids  # the sampled stop token ends the turn
+    suffix = tail[start + len(end_of_turn):] if closed else tail[start:]
+    return prompt_ids + completion_ids + list(tokenizer(suffix, add_special_tokens=False)["input_ids"])
 
 
 def token_rewards(turn_reward: float, n_tokens: int, placement: str, token_gamma: float,
-                  values: np.ndarray | None = None) -> np.ndarray:
-    """The turn's reward over its tokens by ``placement`` (see :mod:`align_gym.wrappers.tokens`)."""
+                  values: np.ndarray | None = None, next_value: float = 0.0) -> np.ndarray:
+    """The turn's reward over its tokens by ``placement`` (see :mod:`align_gym.wrappers.tokens`);
+    ``value_shaping`` reads the turn's ``values`` and ``next_value``, V after its last token."""
     kwargs: dict[str, Any] = {}
     if placement in ("discounted", "value_shaping"):
         kwargs["gamma"] = token_gamma
     if placement == "value_shaping":
-        kwargs["values"] = values
+        kwargs.update(values=values, next_value=next_value)
     return place(placement, turn_reward, n_tokens, **kwargs)
 
 
@@ -161,7 +210,7 @@ class TrainResult:
     turns: list[dict[str, Any]] = field(default_factory=list)  # the last rollout's token-in, token-out records
     updates: list[dict[str, float]] = field(default_factory=list)
     episodes: list[dict[str, Any]] = field(default_factory=list)
-    history_rewritten: int = 0
+    changes: list[dict[str, Any]] = field(default_factory=list)  # settings changed on resume, with the step
     policy: Any = None  # the trained policy
 
 
@@ -187,18 +236,17 @@ def train_token_ppo(config: TokenPPOConfig, policy: TokenPolicy | None = None,
     taken = resume_run(config, policy, optimizer, rng, generator, result)
     while taken < config.turns:
         # -- play episodes until the rollout has enough turns -------------------------------------
-        episodes: list[list[dict[str, Any]]] = []
+        episodes: list[tuple[list[dict[str, Any]], float]] = []  # each episode's turns, and V after its last
         policy.eval()
-        while sum(map(len, episodes)) < config.rollout_turns and taken < config.turns:
+        while sum(len(records) for records, _ in episodes) < config.rollout_turns and taken < config.turns:
             obs, info = env.reset(seed=int(rng.integers(2**31)))
-            messages, previous, records, done = [{"role": "user", "content": obs}], None, [], False
+            prompt_ids = chat_prompt_ids(tokenizer, [{"role": "user", "content": obs}])
+            records, terminated, done = [], False, False
             while not done and taken < config.turns:
-                prompt_ids = chat_prompt_ids(tokenizer, messages)
-                rewritten = previous is not None and not extends(previous, prompt_ids)
-                result.history_rewritten += rewritten
                 completion_ids = policy.generate(prompt_ids, config.max_new_tokens, config.temperature, generator)
                 with torch.no_grad():
-                    logprobs, values, _, ref_logprobs = policy.evaluate(prompt_ids, completion_ids)
+                    logprobs, values, _ = policy.evaluate(prompt_ids, completion_ids)
+                ref_logprobs = policy.reference_logprobs(prompt_ids, completion_ids)  # once: every epoch reuses it
                 text = tokenizer.decode([t for t in completion_ids if t not in policy.stop_ids], skip_special_tokens=True)
                 obs, reward, terminated, truncated, info = env.step(text)
                 done = terminated or truncated
@@ -208,28 +256,32 @@ def train_token_ppo(config: TokenPPOConfig, policy: TokenPolicy | None = None,
                     "logprobs": logprobs.tolist(), "ref_logprobs": ref_logprobs.tolist(), "values": values.tolist(),
                     "reward": float(reward), "env_reward": float(info.get("env_reward", reward)),
                     "reward_terms": dict(info.get("reward_terms", {})), "text": text, "done": bool(terminated),
-                    "episode": len(result.episodes),
-                    "history_rewritten": bool(rewritten)})
-                previous = prompt_ids + completion_ids
-                messages += [{"role": "assistant", "content": text}, {"role": "user", "content": obs}]
-            episodes.append(records)
+                    "episode": len(result.episodes)})
+                prompt_ids = next_prompt_ids(tokenizer, prompt_ids, completion_ids, obs, policy.stop_ids)
+            # V after the last turn: 0 where the episode ended (a terminal state is worth nothing),
+            # else (cut by the env's time limit or by the budget) V where the next turn would start.
+            episodes.append((records, 0.0 if terminated else policy.value(prompt_ids)))
             if done:  # the shaping stack's summary: task return, shaped return, each term, success
                 result.episodes.append({**info[EPISODE_SUMMARY], "turn": taken})
         # -- per-token rewards, advantages ----------------------------------------------------------
         result.turns = []  # only the latest rollout's records are kept: they hold every token
-        for records in episodes:
+        for records, last_value in episodes:
             rewards, values, dones = [], [], []
-            for record in records:
+            for k, record in enumerate(records):
+                # value_shaping's potential chains across turns (as wrappers/tokens.py's per-token
+                # tensor does): V after a turn's last token is V at the next turn's first token, so
+                # the terms telescope over the whole episode instead of paying -V at every turn.
+                following = records[k + 1]["values"][0] if k + 1 < len(records) else last_value
                 placed = token_rewards(record["reward"], len(record["completion_ids"]), config.placement,
-                                       config.token_gamma, np.array(record["values"]))
+                                       config.token_gamma, np.array(record["values"]), following)
                 kl = np.array(record["logprobs"]) - np.array(record["ref_logprobs"])
                 rewards.append(placed - config.kl_coef * kl)
                 values.append(np.array(record["values"]))
                 dones.append(np.zeros(len(placed), dtype=bool))
-            dones[-1][-1] = records[-1]["done"]  # a truncated episode's last token bootstraps from its own value
+            dones[-1][-1] = records[-1]["done"]  # a cut episode bootstraps from last_value
             flat_rewards, flat_values = np.concatenate(rewards), np.concatenate(values)
-            advantages = gae(flat_rewards, flat_values, np.concatenate(dones),
-                             0.0 if records[-1]["done"] else float(flat_values[-1]), config.token_gamma, config.gae_lambda)
+            advantages = gae(flat_rewards, flat_values, np.concatenate(dones), last_value, config.token_gamma,
+                             config.gae_lambda)
             start = 0
             for record, r in zip(records, rewards):
                 record["advantages"] = advantages[start : start + len(r)]
@@ -238,16 +290,18 @@ def train_token_ppo(config: TokenPPOConfig, policy: TokenPolicy | None = None,
                 start += len(r)
             result.turns.extend(records)
         # -- PPO update over the rollout's turns ----------------------------------------------------
-        batch = [record for records in episodes for record in records]
+        batch = [record for records, _ in episodes for record in records]
         all_advantages = np.concatenate([r["advantages"] for r in batch])
         mean, std = all_advantages.mean(), all_advantages.std() + 1e-8
-        policy.train()
+        n_tokens = sum(len(r["completion_ids"]) for r in batch)
+        # The policy stays in eval mode here too: dropout off, so the ratio compares the function
+        # that sampled (and scored) the rollout with itself as it learns; see the module docstring.
         stats: dict[str, float] = {}
         for _ in range(config.epochs):
             optimizer.zero_grad()
-            losses = []
+            losses, log_ratios = [], []
             for record in batch:
-                logprobs, values, entropy, _ = policy.evaluate(record["prompt_ids"], record["completion_ids"])
+                logprobs, values, entropy = policy.evaluate(record["prompt_ids"], record["completion_ids"])
                 old = torch.tensor(record["logprobs"], device=logprobs.device)
                 advantage = torch.tensor((record["advantages"] - mean) / std, device=logprobs.device, dtype=logprobs.dtype)
                 ratio = (logprobs - old).exp()
@@ -255,14 +309,17 @@ def train_token_ppo(config: TokenPPOConfig, policy: TokenPolicy | None = None,
                 returns = torch.tensor(record["returns"], device=values.device, dtype=values.dtype)
                 value_loss = 0.5 * (values - returns) ** 2
                 losses.append((policy_loss + config.vf_coef * value_loss).sum())
-            n_tokens = sum(len(r["completion_ids"]) for r in batch)
+                log_ratios.append((logprobs - old).detach())
             loss = torch.stack(losses).sum() / n_tokens  # the mean over the rollout's tokens
             loss.backward()
             nn.utils.clip_grad_norm_(params + list(policy.value_head.parameters()), config.max_grad_norm)
             optimizer.step()
-            stats = {"loss": float(loss.detach())}
-        row = {"turn": float(taken), **stats, "tokens": float(n_tokens), **recent_scores(result.episodes),
-               "history_rewritten": float(result.history_rewritten)}
+            log_ratio = torch.cat(log_ratios)
+            stats = {"loss": float(loss.detach()),
+                     # this epoch's ratio before its step (the first epoch's is 1 on every token)
+                     "approx_kl": float((log_ratio.exp() - 1 - log_ratio).mean()),
+                     "clip_fraction": float(((log_ratio.exp() - 1).abs() > config.clip).float().mean())}
+        row = {"turn": float(taken), **stats, "tokens": float(n_tokens), **recent_scores(result.episodes)}
         result.updates.append(row)
         record_update(config, policy, optimizer, rng, generator, result, taken, row)
         if on_update is not None:

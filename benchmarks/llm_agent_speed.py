@@ -6,7 +6,9 @@
   one row per action, the full vocabulary's log-softmax at every position);
 - generation (token-PPO's rollout): tokens per second of ``TokenPolicy.generate`` (a sampling loop
   over the KV cache) against Hugging Face's ``model.generate`` with the same settings;
-- update: tokens per second of one PPO gradient step of each agent on its rollout.
+- update: tokens per second of one PPO gradient step of each agent on its rollout; token-PPO's
+  against the same step that also runs the frozen reference model again (as it did before the
+  reference's log-probabilities were computed once per rollout and reused by every epoch).
 
 For the tiny random model and the embedded SmolLM2-135M, on the CPU, and on CUDA (bf16) where
 there is one.
@@ -77,8 +79,10 @@ def measure(spec: str, device: str, repeats: int) -> list[str]:
     completion = token_policy.generate(prompt_ids, new_tokens, 1.0, generator)
     optimizer = torch.optim.Adam(list(model.parameters()) + list(token_policy.value_head.parameters()), lr=1e-6)
 
-    def token_update() -> None:
-        logprobs, values, _, _ = token_policy.evaluate(prompt_ids, completion)
+    def token_update(rerun_reference: bool = False) -> None:
+        logprobs, values, _ = token_policy.evaluate(prompt_ids, completion)
+        if rerun_reference:
+            token_policy.reference_logprobs(prompt_ids, completion)
         loss = -(logprobs.mean()) + values.pow(2).mean()
         optimizer.zero_grad()
         loss.backward()
@@ -92,7 +96,9 @@ def measure(spec: str, device: str, repeats: int) -> list[str]:
         optimizer.step()
 
     update = timed(token_update, repeats)
-    rows.append(f"| {spec} | {device} | token-PPO update | {len(completion) / update:,.1f} tokens/s | | |")
+    peer = timed(lambda: token_update(rerun_reference=True), repeats)
+    rows.append(f"| {spec} | {device} | token-PPO update | {len(completion) / update:,.1f} tokens/s | "
+                f"{len(completion) / peer:,.1f} (reference rerun every epoch) | {peer / update:.2f} |")
     update = timed(action_update, repeats)
     rows.append(f"| {spec} | {device} | action-PPO update | {1 / update:,.1f} states/s ({len(ACTIONS)} actions) | | |")
     return rows

@@ -44,15 +44,14 @@ def main() -> None:
     first = result.turns[0]
     print(f"   a turn's record: {len(first['prompt_ids'])} prompt tokens, {len(first['completion_ids'])} completion "
           f"tokens, reward {first['reward']:.2f} (task {first['env_reward']:.2f}), answer {first['text'][:60]!r}")
-    print(f"   turns whose chat template rewrote history: {result.history_rewritten}")
 
     print("3. the last rollout's first episode: its turn rewards as trainers read them")
     episode = [turn for turn in result.turns if turn["episode"] == result.turns[0]["episode"]]
     rewards = [turn["reward"] for turn in episode]
     completions = [len(turn["completion_ids"]) for turn in episode]
-    # each turn's prompt repeats the history: count only the tokens it adds
+    # each turn's prompt is the last one plus its sampled ids and the reply: count only what it adds
     prompts = [len(episode[0]["prompt_ids"])] + [
-        max(len(turn["prompt_ids"]) - len(before["prompt_ids"]) - len(before["completion_ids"]), 0)
+        len(turn["prompt_ids"]) - len(before["prompt_ids"]) - len(before["completion_ids"])
         for before, turn in zip(episode, episode[1:])]
     print(f"   per turn: {per_turn_list(rewards)}")
     print(f"   (reward, response_end_index): {response_end_pairs(rewards, completions, prompts)}")

@@ -18,7 +18,7 @@ MODULES = [
     "align_gym.llm_rewards.reward_code", "align_gym.llm_rewards.reward_search",
     "align_gym.wrappers.tokens", "align_gym.wrappers.credit", "align_gym.wrappers.ircr", "align_gym.wrappers.rrd",
     "align_gym.agents.credit", "align_gym.envs.pendulum", "align_gym.llm_rewards.lare", "align_gym.llm_rewards.calm",
-    "align_gym.agents.llm_policy", "align_gym.agents.token_ppo", "align_gym.agents.llm_checkpoint", "align_gym.progress",
+    "align_gym.agents.llm_policy", "align_gym.agents.token_ppo", "align_gym.agents.llm_checkpoint", "align_gym.progress", "align_gym.hyperparams",
 ]
 
 

@@ -136,3 +136,22 @@ def test_action_ppo_trains_on_each_task_family_that_lists_valid_actions(env_id):
     result = train_action_ppo(config)
     assert [row["step"] for row in result.updates] == [8.0, 16.0]
     assert all(np.isfinite(row["policy_loss"]) for row in result.updates)
+
+
+def test_the_first_ratio_is_one_with_a_model_that_has_dropout(tiny, tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tokenizer = tiny[1]
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=256, n_embd=32, n_layer=1, n_head=2, resid_pdrop=0.1,
+                        embd_pdrop=0.1, attn_pdrop=0.1, bos_token_id=tokenizer.bos_token_id,
+                        eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    GPT2LMHeadModel(config).save_pretrained(tmp_path)  # a Hugging Face folder with dropout 0.1 everywhere
+    tokenizer.save_pretrained(tmp_path)
+    config = ActionPPOConfig(env_id="AlignTest/OneStepChoice-v0", model=str(tmp_path), steps=16, rollout_steps=16,
+                             minibatch=16, epochs=1, lr=1e-3, target_kl=None, seed=0)
+    policy = make_action_policy(config)
+    assert any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in policy.model.modules())
+    row = train_action_ppo(config, policy=policy).updates[0]
+    # one gradient step on the whole rollout: the ratio is computed before it, so it is 1 everywhere
+    assert row["approx_kl"] < 1e-9 and row["clip_fraction"] == 0.0, row
