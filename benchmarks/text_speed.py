@@ -24,7 +24,12 @@ import align_gym  # noqa: F401
 
 
 def steps_per_second(env_id: str, seconds: float, seed: int = 0, **kwargs) -> float:
-    env = gym.make(env_id, **kwargs).unwrapped
+    return random_play_rate(gym.make(env_id, **kwargs).unwrapped, seconds, seed)
+
+
+def random_play_rate(env, seconds: float, seed: int = 0) -> float:
+    """Steps/s of ``env`` under a uniform policy over its admissible actions, resets included
+    (``env`` is closed afterwards)."""
     rng = np.random.default_rng(seed)
     _, info = env.reset(seed=seed)
     choice = hasattr(env, "action_masks")

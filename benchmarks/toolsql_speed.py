@@ -28,6 +28,7 @@ import sqlite3
 import time
 
 import numpy as np
+from text_speed import random_play_rate  # benchmarks/ is the running script's folder
 
 import align_gym  # noqa: F401
 from align_gym.envs.tools import toolsql
@@ -65,19 +66,7 @@ def baseline_class(path: str) -> type:
 
 
 def steps_per_second(env_class: type, seconds: float, seed: int = 0) -> float:
-    env = env_class()
-    rng = np.random.default_rng(seed)
-    _, info = env.reset(seed=seed)
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        action = info["valid_actions"][int(rng.integers(len(info["valid_actions"])))]
-        _, _, terminated, truncated, info = env.step(action)
-        steps += 1
-        if terminated or truncated:
-            _, info = env.reset()
-    rate = steps / (time.perf_counter() - start)
-    env.close()
-    return rate
+    return random_play_rate(env_class(), seconds, seed)  # text_speed.py's workload
 
 
 def query_microseconds(peers: dict[str, type], batches: int = 30, batch: int = 100) -> dict[str, float]:
