@@ -7,6 +7,7 @@ from .sb3 import (
     Evaluation,
     RewardTermsCallback,
     ShapingCheckpointCallback,
+    StopAtBudget,
     TaskEvalCallback,
     env_seeds,
     evaluate,
@@ -17,10 +18,11 @@ from .sb3 import (
     reward_modules_path,
     save_checkpoint,
     save_reward_modules,
+    seeded_model,
 )
 from .session import EnvSession
 from .trl_env import trl_environment
 
-__all__ = ["EnvSession", "Evaluation", "RewardTermsCallback", "ShapingCheckpointCallback", "TaskEvalCallback", "env_seeds",
+__all__ = ["EnvSession", "Evaluation", "RewardTermsCallback", "ShapingCheckpointCallback", "StopAtBudget", "TaskEvalCallback", "env_seeds",
            "evaluate", "install_credit", "load_checkpoint", "load_reward_modules", "make_vec_env", "policy_for", "reward_modules_path",
-           "save_checkpoint", "save_reward_modules", "trl_environment"]
+           "save_checkpoint", "save_reward_modules", "seeded_model", "trl_environment"]

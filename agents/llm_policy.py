@@ -327,7 +327,8 @@ def train_action_ppo(config: ActionPPOConfig, policy: ActionLikelihoodPolicy | N
     model_params = [p for p in policy.model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam([{"params": model_params, "lr": config.lr},
                                   {"params": head_params, "lr": config.value_lr}], eps=1e-5)
-    env = shape_env(gym.make(config.env_id, **config.env_kwargs), config.shaping, gamma=config.gamma)
+    # Reward modules draw from streams of the run's seed, the same in every shaping of that seed.
+    env = shape_env(gym.make(config.env_id, **config.env_kwargs), config.shaping, gamma=config.gamma, seed=config.seed)
     if not isinstance(env.action_space, gym.spaces.Text):
         raise ValueError(f"{config.env_id} takes {env.action_space}; action-PPO takes text envs that list valid_actions")
     refuse_redistribution([layer.module for layer in shaping_layers(env)], "action-PPO")

@@ -31,7 +31,7 @@ import align_gym  # noqa: F401  (registers the Align/ ids)
 
 from ..wrappers.core import load_reward_module_states, reward_module_states, shaping_layers
 from ..wrappers.registry import shape_vec_env
-from ..wrappers.terms import EPISODE_SUMMARY
+from ..wrappers.terms import EPISODE_SUMMARY, PENDING_TERMS
 
 
 def policy_for(env: gym.Env | VecEnv) -> str:
@@ -83,12 +83,41 @@ def make_vec_env(
     ``shaping`` is a spec (``"pbrs(potential=reference)"``, ``"pbrs(potential=reference)+pbrs(potential=distance, name=d)"``;
     ``None`` means ``"none"``) and ``gamma`` must be the discount the agent uses: pass the same
     value to both. Sub-env ``i`` is seeded with ``env_seeds(seed, n_envs)[i]``; each is wrapped in
-    SB3's ``Monitor``. Every step's info keeps ``env_reward``, ``reward_terms`` and, at episode
-    end, ``episode_summary``.
+    SB3's ``Monitor``. The reward modules are seeded from ``seed`` too
+    (:func:`~align_gym.wrappers.registry.module_seed`), so two seeds differ in every stream and
+    two shapings of one seed share the env streams. Every step's info keeps ``env_reward``,
+    ``reward_terms`` and, at episode end, ``episode_summary``.
+
+    An SB3 model built with ``seed=s`` reseeds these envs (SB3's ``VecEnv.seed`` gives sub-env
+    ``i`` the seed ``s + i`` at the next reset); :func:`seeded_model` seeds the model and keeps
+    the streams drawn here.
     """
     seeds = env_seeds(seed, n_envs)
     venv = vec_env_cls([_seeded_env_factory(env_id, s, env_kwargs or {}) for s in seeds])
-    return shape_vec_env(venv, shaping or "none", gamma=gamma)
+    return shape_vec_env(venv, shaping or "none", gamma=gamma, seed=seed)
+
+
+def seeded_model(algorithm: type[BaseAlgorithm], venv: VecEnv, seed: int, **kwargs: Any) -> BaseAlgorithm:
+    """``algorithm(policy_for(venv), venv, **kwargs)`` with its weights, sampling and action space
+    seeded by ``seed``, and ``venv``'s own env streams (those :func:`make_vec_env` drew) kept.
+
+    ``algorithm(..., seed=seed)`` would seed the same things and also call ``venv.seed(seed)``,
+    which resets sub-env ``i`` with ``seed + i`` when training starts: every run seeded ``seed``
+    would then share its env streams whatever ``make_vec_env`` drew, and runs seeded ``s`` and
+    ``s + 1`` would share all but one.
+
+    >>> from stable_baselines3 import PPO
+    >>> model = seeded_model(PPO, make_vec_env("Align/KeyDoor-5x5-v0", n_envs=2, seed=3), seed=7, n_steps=16)
+    >>> model.seed
+    7
+    """
+    from stable_baselines3.common.utils import set_random_seed
+
+    set_random_seed(seed)  # the global generators the policy's initialisation and sampling draw from
+    model = algorithm(policy_for(venv), venv, **kwargs)
+    model.seed = seed
+    model.action_space.seed(seed)
+    return model
 
 
 class RewardTermsCallback(BaseCallback):
@@ -105,6 +134,9 @@ class RewardTermsCallback(BaseCallback):
     relabelled term into the summaries this callback keeps (an on-policy rollout's before any
     ``on_rollout_end``), so ``align/term_<name>`` and ``align/shaped_return`` report what the
     agent trained on.
+
+    :meth:`paid` sums each term's absolute value over every episode so far (not a window): a
+    shaping whose sums are all 0 never paid anything, and trained nothing but the task.
     """
 
     def __init__(self, window: int = 100, verbose: int = 0):
@@ -112,6 +144,20 @@ class RewardTermsCallback(BaseCallback):
         self.episodes: deque[dict[str, Any]] = deque(maxlen=window)
         self._learning: list[Any] = []
         self._logged_updates: dict[int, int] = {}
+        self._paid: dict[str, float] = {}
+        self._unsettled: list[dict[str, Any]] = []  # summaries whose terms a relabelling has yet to write
+
+    def paid(self) -> dict[str, float]:
+        """Term name -> the sum of ``|term|`` over every finished episode whose terms are settled."""
+        pending = []
+        for summary in self._unsettled:
+            if summary.get(PENDING_TERMS):
+                pending.append(summary)
+                continue
+            for name, value in summary["terms"].items():
+                self._paid[name] = self._paid.get(name, 0.0) + abs(float(value))
+        self._unsettled = pending
+        return dict(self._paid)
 
     def _on_training_start(self) -> None:
         self._learning = [layer.driver for layer in shaping_layers(self.training_env) if layer.driver.learns]
@@ -126,9 +172,11 @@ class RewardTermsCallback(BaseCallback):
         for info in self.locals.get("infos", []):
             if EPISODE_SUMMARY in info:
                 self.episodes.append(info[EPISODE_SUMMARY])
+                self._unsettled.append(info[EPISODE_SUMMARY])
         return True
 
     def _on_rollout_end(self) -> None:
+        self.paid()  # settles the summaries relabelled by now: the list stays one rollout long
         for driver in self._learning:
             stats = driver.update() if driver.on_rollout_end else driver.last_stats
             if driver.n_updates != self._logged_updates.get(id(driver)):
@@ -215,8 +263,21 @@ def evaluate(model: BaseAlgorithm, env_id: str, n_episodes: int = 10, seed: int 
 
     The episodes run side by side (one batched policy call per step), episode ``k`` seeded with
     ``env_seeds(seed, n_episodes)[k]``. Action masks are passed where the env offers ``action_masks()``
-    (sb3-contrib's MaskablePPO).
+    (sb3-contrib's MaskablePPO). With ``deterministic=False`` the policy samples its actions from
+    torch's generator seeded from ``seed``, inside a fork of the global generator state: the
+    evaluation is reproducible and leaves the training run's stream where it was.
     """
+    if not deterministic:
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(env_seeds(seed, n_episodes + 1)[-1])
+            return _play(model, env_id, n_episodes, seed, False, env_kwargs)
+    return _play(model, env_id, n_episodes, seed, True, env_kwargs)
+
+
+def _play(model: BaseAlgorithm, env_id: str, n_episodes: int, seed: int | np.random.SeedSequence,
+          deterministic: bool, env_kwargs: dict[str, Any] | None) -> Evaluation:
     envs = [gym.make(env_id, **(env_kwargs or {})) for _ in range(n_episodes)]
     obs = [env.reset(seed=s)[0] for s, env in zip(env_seeds(seed, n_episodes), envs)]
     returns, lengths = np.zeros(n_episodes), np.zeros(n_episodes, dtype=int)
@@ -242,9 +303,31 @@ def evaluate(model: BaseAlgorithm, env_id: str, n_episodes: int = 10, seed: int 
     return Evaluation(float(returns.mean()), float(returns.std()), float(successes.mean()), float(lengths.mean()))
 
 
+class StopAtBudget(BaseCallback):
+    """Ends training once ``budget`` env steps are taken. SB3's ``learn`` finishes the rollout it
+    is in, so an on-policy agent would otherwise take, learn from and be scored after up to a
+    rollout of steps past its budget. A rollout the budget cuts short is not trained on; the last
+    step of a rollout is let through, so a budget of whole rollouts trains on every one of them.
+    Put it after an evaluation callback, which then scores the policy at the budget."""
+
+    def __init__(self, budget: int):
+        super().__init__(0)
+        self.budget = budget
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps < self.budget:
+            return True
+        step, rollout = self.locals.get("n_steps"), self.locals.get("n_rollout_steps")
+        return step is not None and step == rollout - 1
+
+
 class TaskEvalCallback(BaseCallback):
-    """Every ``eval_every`` env steps, scores the policy on the unshaped task and keeps a row
-    (``step``, true return mean and std, success rate) in ``self.rows``; ``on_row`` sees each."""
+    """Every ``eval_every`` env steps, scores the policy on the unshaped task and keeps a row in
+    ``self.rows``; ``on_row`` sees each. A row holds ``step`` and the true return's mean and std
+    and the success rate twice: with the most likely action (``return_mean``, ``return_std``,
+    ``success_rate``) and with the policy's own sampling on the same episodes (the same names
+    ending in ``_sampled``). Argmax policies can loop where the sampled policy they came from
+    finishes; each mode alone misreads some agents."""
 
     def __init__(self, env_id: str, eval_every: int, n_episodes: int = 10, seed: int | np.random.SeedSequence = 10_000,
                  on_row: Callable[[dict[str, Any]], None] | None = None, env_kwargs: dict[str, Any] | None = None,
@@ -269,9 +352,11 @@ class TaskEvalCallback(BaseCallback):
             self._evaluate()
 
     def _evaluate(self) -> None:
-        result = evaluate(self.model, self.env_id, self.n_episodes, self.seed, env_kwargs=self.env_kwargs)
-        row = {"step": int(self.num_timesteps) + self.step_offset, "return_mean": result.mean_return,
-               "return_std": result.std_return, "success_rate": result.success_rate}
+        row: dict[str, Any] = {"step": int(self.num_timesteps) + self.step_offset}
+        for deterministic, suffix in ((True, ""), (False, "_sampled")):
+            result = evaluate(self.model, self.env_id, self.n_episodes, self.seed, deterministic, self.env_kwargs)
+            row.update({f"return_mean{suffix}": result.mean_return, f"return_std{suffix}": result.std_return,
+                        f"success_rate{suffix}": result.success_rate})
         self.rows.append(row)
         if self.on_row is not None:
             self.on_row(row)

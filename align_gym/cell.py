@@ -3,10 +3,14 @@
 The agent trains on the shaped env and is evaluated every ``eval_every`` steps on the unshaped
 task, by the task reward alone. The demo and the bench run cells; nothing here prints.
 
-Every random stream of a cell (its training envs, the agent's initialisation and sampling, its
-evaluation episodes) derives from one :class:`numpy.random.SeedSequence` built from the seed *and*
-the rest of the cell's identity, so no two cells of a grid share a stream: the bootstrap in the
-report treats seeds, and methods, as independent samples, and that is what they are.
+Cells are paired (common random numbers, protocol :data:`PROTOCOL`): every random stream of a
+cell (its training envs, the agent's initial weights and sampling, its evaluation episodes, the
+networks, offline data and sampling of its reward modules) derives from one
+:class:`numpy.random.SeedSequence` built from the seed, the env and the agent, never the shaping.
+For one env, agent and seed every shaping starts from the same weights, meets the same env
+layouts in the same order and is scored on the same evaluation episodes, so the report compares
+shapings seed by seed: the seed's own luck cancels in the difference, and a layer that pays
+exactly 0 reproduces ``none`` bit for bit. Different seeds share no stream.
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ ALGORITHMS = {"ppo": "stable_baselines3:PPO", "a2c": "stable_baselines3:A2C", "d
 # Agents that are language models, trained by our own loops rather than SB3's: name -> the library
 # they need. A cell's hyperparams are their config's fields (see agents/llm_policy.py).
 LLM_AGENTS = {"action_ppo": "transformers"}
+# The bench's protocol, in every row's definition: the report never pools or pairs rows of two
+# protocols. 1: streams seeded by the cell's shaping too (unpaired). 2: paired cells, module
+# streams from the cell's seed, both evaluation modes, the terms each shaping paid in all.
+PROTOCOL = 2
 EXTRA_OF = {"sb3_contrib": "contrib", "transformers": "llm-agents"}
 
 
@@ -49,14 +57,14 @@ class Cell:
         them, and the report pools only cells whose definitions agree in all but ``seed``."""
         out = {"env_id": self.env_id, "shaping": self.shaping, "agent": self.agent, "seed": self.seed,
                "budget": self.steps, "eval_every": self.eval_every, "eval_episodes": self.eval_episodes,
-               "n_envs": self.n_envs}
+               "n_envs": self.n_envs, "protocol": PROTOCOL}
         out.update({f"hp.{key}": value for key, value in sorted(self.hyperparams.items())})
         return out
 
     def seed_sequence(self) -> np.random.SeedSequence:
-        """The root of the cell's random streams: the seed, with the env, shaping and agent as a
-        spawn key, so cells that differ in any of them (or in the seed) share no stream."""
-        label = zlib.crc32(f"{self.env_id}|{self.shaping}|{self.agent}".encode())
+        """The root of the cell's random streams: the seed, with the env and agent as a spawn key.
+        The shaping is left out on purpose: every shaping of one seed shares the streams."""
+        label = zlib.crc32(f"{self.env_id}|{self.agent}".encode())
         return np.random.SeedSequence(self.seed, spawn_key=(label,))
 
     def seeds(self) -> CellSeeds:
@@ -64,7 +72,8 @@ class Cell:
         return CellSeeds(train, int(agent.generate_state(1)[0] % 2**31), evaluation)
 
 
-DEFINITION_FIELDS = ("env_id", "shaping", "agent", "seed", "budget", "eval_every", "eval_episodes", "n_envs")
+DEFINITION_FIELDS = ("env_id", "shaping", "agent", "seed", "budget", "eval_every", "eval_episodes", "n_envs",
+                     "protocol")
 
 
 def definition_of(row: dict[str, Any]) -> dict[str, Any]:
@@ -75,8 +84,9 @@ def definition_of(row: dict[str, Any]) -> dict[str, Any]:
 @dataclass
 class CellSeeds:
     """The streams of one cell: ``train`` seeds the training envs (one sub-seed each, see
-    :func:`~align_gym.agents.sb3.env_seeds`), ``agent`` the SB3 model, ``evaluation`` the
-    evaluation episodes."""
+    :func:`~align_gym.agents.sb3.env_seeds`) and the reward modules (one stream per module name,
+    :func:`~align_gym.wrappers.registry.module_seed`), ``agent`` the SB3 model, ``evaluation``
+    the evaluation episodes."""
 
     train: np.random.SeedSequence
     agent: int
@@ -107,18 +117,21 @@ def load_algorithm(name: str):
     return getattr(module, class_name)
 
 
-def training_stats(episodes: list[dict[str, Any]]) -> dict[str, Any]:
+def training_stats(episodes: list[dict[str, Any]], paid: dict[str, float] | None = None) -> dict[str, Any]:
     """Means over ``episodes`` (episode summaries of the reward-terms contract): the task return,
     the shaped return, and each term (``train_term.<name>``). Summaries whose terms are still
     pending (an on-policy rollout not yet relabelled by an in-agent redistribution) are left out:
-    their term would read 0, not what the agent trains on."""
+    their term would read 0, not what the agent trains on. ``paid`` (term name -> sum of its
+    absolute value over every episode so far) becomes ``train_term_abs.<name>``: the report flags a
+    shaping whose sums are all 0, which never paid and so trained on the task alone."""
+    paid_stats = {f"train_term_abs.{name}": float(value) for name, value in sorted((paid or {}).items())}
     episodes = [e for e in episodes if not e.get(PENDING_TERMS)]
     stats: dict[str, Any] = {
         "train_true_return": float(np.mean([e["true_return"] for e in episodes])) if episodes else None,
         "train_shaped_return": float(np.mean([e["shaped_return"] for e in episodes])) if episodes else None}
     for name in sorted({n for e in episodes for n in e["terms"]}):
         stats[f"train_term.{name}"] = float(np.mean([e["terms"].get(name, 0.0) for e in episodes]))
-    return stats
+    return {**stats, **paid_stats}
 
 
 def run_cell(cell: Cell, on_row: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
@@ -133,7 +146,13 @@ def run_cell(cell: Cell, on_row: Callable[[dict[str, Any]], None] | None = None)
     if cell.agent in LLM_AGENTS:
         return run_action_ppo_cell(cell, on_row)
     from .agents.credit import install_credit
-    from .agents.sb3 import RewardTermsCallback, TaskEvalCallback, make_vec_env, policy_for
+    from .agents.sb3 import (
+        RewardTermsCallback,
+        StopAtBudget,
+        TaskEvalCallback,
+        make_vec_env,
+        seeded_model,
+    )
     from .wrappers.core import offline_steps
 
     torch.set_num_threads(1)  # cells run side by side, one core each
@@ -143,13 +162,14 @@ def run_cell(cell: Cell, on_row: Callable[[dict[str, Any]], None] | None = None)
     hyper = dict(cell.hyperparams)
     gamma = hyper.setdefault("gamma", 0.99)  # one gamma for the agent and the shaping
     venv = make_vec_env(cell.env_id, n_envs=cell.n_envs, shaping=cell.shaping, gamma=gamma, seed=seeds.train)
-    model = load_algorithm(cell.agent)(policy_for(venv), venv, seed=seeds.agent, device="cpu", verbose=0, **hyper)
+    # Seeded after the modules are built, and without reseeding the envs (see seeded_model).
+    model = seeded_model(load_algorithm(cell.agent), venv, seeds.agent, device="cpu", verbose=0, **hyper)
     relabelling = install_credit(model)  # a redistribution (ircr, rrd, lare) works inside the agent
     terms = RewardTermsCallback()
     definition = cell.definition()
 
     def add_training_stats(row: dict[str, Any]) -> None:
-        row.update(training_stats(list(terms.episodes)), **definition, status="ok")
+        row.update(training_stats(list(terms.episodes), terms.paid()), **definition, status="ok")
         if on_row is not None:
             on_row(row)
 
@@ -160,8 +180,9 @@ def run_cell(cell: Cell, on_row: Callable[[dict[str, Any]], None] | None = None)
     evaluator = TaskEvalCallback(cell.env_id, cell.eval_every, cell.eval_episodes, seed=seeds.evaluation,
                                  on_row=add_training_stats, step_offset=spent)
     try:
-        # The relabelling first: it marks the terms of episodes that end before their rollout is relabelled.
-        model.learn(cell.steps - spent, callback=[*relabelling, terms, evaluator])
+        # The relabelling first: it marks the terms of episodes that end before their rollout is
+        # relabelled. The stop last: the evaluation at the budget happens before it.
+        model.learn(cell.steps - spent, callback=[*relabelling, terms, evaluator, StopAtBudget(cell.steps - spent)])
     finally:
         venv.close()
     return evaluator.rows
@@ -171,9 +192,9 @@ def run_action_ppo_cell(cell: Cell, on_row: Callable[[dict[str, Any]], None] | N
     """:func:`run_cell` for action-PPO (an LLM over ``info["valid_actions"]``): one env, the
     cell's hyperparams as :class:`~align_gym.agents.llm_policy.ActionPPOConfig` fields, the same
     rows. Evaluations fall at the first update at or after each ``eval_every`` steps, and score the
-    policy as it trains, its actions drawn (from a seeded generator): the most likely action, which
-    SB3 agents are scored by, repeats itself in the text tasks' loops (go north, go south, ...) that
-    a sampled policy leaves, so it understates what the agent learned."""
+    policy as it trains in both modes, as SB3 cells are: the most likely action (which repeats
+    itself in the text tasks' loops, go north, go south, ...) and actions drawn from a seeded
+    generator (which leave them)."""
     import torch
 
     from .agents.llm_policy import (
@@ -194,9 +215,16 @@ def run_action_ppo_cell(cell: Cell, on_row: Callable[[dict[str, Any]], None] | N
     definition, rows = cell.definition(), []
 
     def evaluate(step: int, episodes: list[dict[str, Any]]) -> None:
-        result = evaluate_action_policy(policy, cell.env_id, cell.eval_episodes, seeds.evaluation, deterministic=False)
-        row = {"step": step, "return_mean": result.mean_return, "return_std": result.std_return,
-               "success_rate": result.success_rate, **training_stats(episodes[-100:]), **definition, "status": "ok"}
+        paid: dict[str, float] = {}
+        for episode in episodes:
+            for name, value in episode["terms"].items():
+                paid[name] = paid.get(name, 0.0) + abs(float(value))
+        row: dict[str, Any] = {"step": step}
+        for deterministic, suffix in ((True, ""), (False, "_sampled")):
+            result = evaluate_action_policy(policy, cell.env_id, cell.eval_episodes, seeds.evaluation, deterministic)
+            row.update({f"return_mean{suffix}": result.mean_return, f"return_std{suffix}": result.std_return,
+                        f"success_rate{suffix}": result.success_rate})
+        row.update(**training_stats(episodes[-100:], paid), **definition, status="ok")
         rows.append(row)
         if on_row is not None:
             on_row(row)

@@ -52,7 +52,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
-    print(write_report(args.dir, threshold=args.threshold))
+    print(write_report(args.dir, threshold=args.threshold, baselines=args.baseline))
     return 0
 
 
@@ -254,9 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(run=_cmd_bench)
 
     report = commands.add_parser("report", help="rebuild summary.md and the plots of a bench folder",
-                                 description="Regenerate summary.md and curves_<env>.png from DIR/results.jsonl.")
+                                 description="Regenerate summary.md, verdicts.md and curves_<env>.png from DIR/results.jsonl.")
     report.add_argument("dir", help="a bench output folder")
     report.add_argument("--threshold", type=float, default=None, help="success threshold (default: the grid's)")
+    report.add_argument("--baseline", action="append", default=None, metavar="SPEC",
+                        help="also compare every entry with this shaping (its spec as in the grid), paired by seed; "
+                             "repeatable; `none` is always a baseline")
     report.set_defaults(run=_cmd_report)
 
     serve_llm = commands.add_parser(

@@ -31,7 +31,11 @@ def run_demo(out_dir: str | Path = "align_gym_demo", steps: int | None = None, s
           f"{seeds} seeds x {grid.steps:,} steps (a demo, not a claim)")
     run_grid(grid, out_dir, jobs=jobs)
     summary = write_report(out_dir, threshold=0.8)
+    # The table's header names both evaluation modes (deterministic and sampled); the verdicts are
+    # the paired comparisons with `none`, each a sentence.
     table = [line for line in summary.splitlines() if line.startswith("|")]
     print("\n".join(table))
-    print(f"\nwrote {Path(out_dir) / 'summary.md'} and the learning curves beside it")
+    verdicts = [line for line in summary.splitlines() if line.startswith("- ")]
+    print("\n".join(["", *verdicts]))
+    print(f"\nwrote {Path(out_dir) / 'summary.md'}, verdicts.md and the learning curves beside it")
     return summary

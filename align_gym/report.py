@@ -1,21 +1,29 @@
-"""``align-gym report DIR``: ``summary.md`` and ``curves_<env>.png`` from a bench's ``results.jsonl``.
+"""``align-gym report DIR``: ``summary.md``, ``verdicts.md`` and ``curves_<env>.png`` from a bench's
+``results.jsonl``.
 
-An entry pools the cells whose definitions (env, shaping, agent, budget, evaluation, settings:
-:meth:`~align_gym.cell.Cell.definition`) agree in everything but the seed; cells of the same env,
-shaping and agent that differ in anything else (two grids run into one folder) are separate
-entries, labelled by what differs. Per entry and across seeds: the final true return and success
-rate, the area under the return curve (its mean over the entry's own budget) and the steps to a
-success threshold, each as an interquartile mean with a 95% stratified-bootstrap interval; the
-probability of improving on ``none`` of the same definition. An entry is marked best only where
-its interval clears every other's. Shapings that can change the optimal policy carry a mark;
-failed cells are listed. Every number comes from the task reward.
+An entry pools the cells whose definitions (env, shaping, agent, budget, evaluation, settings,
+bench protocol: :meth:`~align_gym.cell.Cell.definition`) agree in everything but the seed; cells
+of the same env, shaping and agent that differ in anything else (two grids run into one folder,
+two protocol versions) are separate entries, labelled by what differs, and are never pooled.
+
+The per-env tables describe each entry (IQM over seeds with a 95% stratified-bootstrap interval;
+steps to a success threshold as a median over seeds with k/n reached). The claims are the
+verdicts: each entry against its baseline of the same definition but the shaping (``none``, and
+any others asked for), seed by seed. Under the paired protocol both cells of a seed share their
+env streams, initial weights and evaluation episodes, so the per-seed difference cancels the
+seed's luck; the verdict comes from one rule on the paired interval (:data:`RULE`), stated with
+the smallest effect the comparison could have detected, and a ``placebo`` shaping (zero-mean
+noise, the bench's null) measures how often the rule cries wolf. Every number comes from the
+task reward.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import zlib
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +35,15 @@ from .bench import cell_failed, read_results
 from .cell import definition_of
 
 NON_INVARIANT = "‡"
-MIN_SEEDS_FOR_BEST = 3
+NEVER_PAID = "∅"
+PLACEBO = "placebo"
+HALF_SPLITS = 200
+SCORES = {"return": "final return", "auc": "AUC of return", "success": "final success"}
+DIGITS = {"return": 3, "auc": 3, "success": 2}
+MODES = {"deterministic": "", "sampled": "_sampled"}  # evaluation mode -> suffix of its row fields
+RULE = ('**Rule: better (or worse) when the 95% paired interval of the IQM difference excludes 0 '
+        '(lies wholly above, or wholly below, it); otherwise "no measured difference".** (Protocol 1 rows: '
+        'the same rule on the unpaired interval of IQM minus IQM.)')
 
 
 @dataclass
@@ -54,6 +70,27 @@ class Entry:
     def name(self) -> str:
         return self.shaping + (f" [{self.label}]" if self.label else "")
 
+    def by_seed(self) -> dict[int, list[dict[str, Any]]]:
+        return {rows[0]["seed"]: rows for rows in self.runs}
+
+
+def protocol_1_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """A row in today's fields. Protocol-1 ``action_ppo`` rows scored the sampled policy only, under
+    the deterministic names: move those to the ``_sampled`` names, so no table or verdict reads
+    them as argmax scores."""
+    if row.get("protocol", 1) >= 2 or row.get("agent") != "action_ppo" or "return_mean_sampled" in row:
+        return row
+    moved = {f"{name}_sampled": row[name] for name in ("return_mean", "return_std", "success_rate") if name in row}
+    return {k: v for k, v in row.items() if k not in ("return_mean", "return_std", "success_rate")} | moved
+
+
+def entry_definition(row: dict[str, Any]) -> dict[str, Any]:
+    """A row's cell definition without the seed, with its protocol (1 where the row predates the
+    field): rows of different protocol versions then never meet in one entry or one pair."""
+    definition = {k: v for k, v in definition_of(row).items() if k != "seed"}
+    definition.setdefault("protocol", row.get("protocol", 1))
+    return definition
+
 
 def entries_of(finished: dict[str, list[dict[str, Any]]]) -> list[Entry]:
     """Successful cells pooled by definition, each labelled by the keys in which it differs from
@@ -62,7 +99,7 @@ def entries_of(finished: dict[str, list[dict[str, Any]]]) -> list[Entry]:
     for rows in finished.values():
         if cell_failed(rows):
             continue
-        definition = {k: v for k, v in definition_of(rows[0]).items() if k != "seed"}
+        definition = entry_definition(rows[0])
         key = json.dumps(definition, sort_keys=True)
         pools.setdefault(key, Entry(definition, [])).runs.append(sorted(rows, key=lambda r: r["step"]))
     entries = sorted(pools.values(), key=lambda e: json.dumps(e.definition, sort_keys=True))
@@ -77,73 +114,315 @@ def entries_of(finished: dict[str, list[dict[str, Any]]]) -> list[Entry]:
     return entries
 
 
-def seed_scores(runs: list[list[dict[str, Any]]], threshold: float) -> dict[str, np.ndarray]:
-    """Per-seed scores of one entry: final return and success, AUC, steps to threshold."""
-    budget = runs[0][0]["budget"]
-    final_return = [r[-1]["return_mean"] for r in runs]
-    final_success = [r[-1]["success_rate"] for r in runs]
-    auc = [stats.area_under_curve([x["step"] for x in r], [x["return_mean"] for x in r], budget) for r in runs]
-    reached = [stats.steps_to_threshold([x["step"] for x in r], [x["success_rate"] for x in r], threshold) for r in runs]
-    return {
-        "return": np.array(final_return), "success": np.array(final_success), "auc": np.array(auc),
-        # never reached counts as the budget; the last eval may land a rollout past it
-        "steps": np.array([budget if s is None else min(s, budget) for s in reached], dtype=float),
-        "reached": np.array([s is not None for s in reached]),
-    }
+def run_score(rows: list[dict[str, Any]], score: str, mode: str) -> float | None:
+    """One seed's score: the final return or success, or the AUC of the return curve over the
+    budget, in evaluation ``mode``; None where the rows lack that mode's fields (older rows)."""
+    field = ("success_rate" if score == "success" else "return_mean") + MODES[mode]
+    if score == "auc":
+        if any(r.get(field) is None for r in rows):
+            return None
+        return stats.area_under_curve([r["step"] for r in rows], [r[field] for r in rows], rows[0]["budget"])
+    value = rows[-1].get(field)
+    return None if value is None else float(value)
 
 
-def _cell_text(interval: stats.Interval, best: bool, digits: int = 2) -> str:
-    text = interval.format(digits)
-    return f"**{text}**" if best else text
+def seed_scores(runs: list[list[dict[str, Any]]], score: str, mode: str) -> dict[int, float] | None:
+    """Seed -> score of every run; None unless every run has it (a mode is all or nothing)."""
+    scores: dict[int, float] = {}
+    for rows in runs:
+        value = run_score(rows, score, mode)
+        if value is None:
+            return None
+        scores[rows[0]["seed"]] = value
+    return scores
 
 
-def _baseline(entry: Entry, entries: list[Entry]) -> Entry | None:
-    """The ``none`` entry with the same definition as ``entry`` but the shaping."""
-    wanted = {**entry.definition, "shaping": "none"}
+def reached_steps(runs: list[list[dict[str, Any]]], threshold: float, mode: str = "deterministic") -> list[int | None]:
+    """Per seed, the first evaluation step within the budget whose success rate reaches
+    ``threshold`` (None: never within the budget)."""
+    field = "success_rate" + MODES[mode]
+    return [stats.steps_to_threshold([r["step"] for r in rows], [r.get(field) or 0.0 for r in rows], threshold,
+                                     budget=rows[0]["budget"]) for rows in runs]
+
+
+def never_paid(rows: list[dict[str, Any]]) -> bool | None:
+    """Whether a shaped run's terms summed to 0 over every training episode (its final row's
+    ``train_term_abs.*`` all exactly 0): then it trained on the task reward alone, plain ``none``
+    under other streams. None (unknown) when the row carries no ``train_term_abs.*``; False for
+    ``none``, which pays nothing by design."""
+    if rows[0]["shaping"] == "none":
+        return False
+    totals = [v for k, v in rows[-1].items() if k.startswith("train_term_abs.")]
+    if not totals:
+        return None
+    return all(v == 0 for v in totals)
+
+
+def _seed(*parts: object) -> int:
+    """A stable bootstrap seed per comparison: the report is reproducible, and comparisons do not
+    all reuse one resampling."""
+    return zlib.crc32("|".join(map(str, parts)).encode())
+
+
+def _num(value: float, digits: int) -> str:
+    text = f"{value:.{digits}f}"
+    return text[1:] if re.fullmatch(r"-0\.0*", text) else text  # no "-0.00"
+
+
+def _interval(interval: stats.Interval, digits: int) -> str:
+    return f"{_num(interval.estimate, digits)} [{_num(interval.low, digits)}, {_num(interval.high, digits)}]"
+
+
+@dataclass
+class Comparison:
+    """An entry against its baseline on one score in one evaluation mode, over the seeds both have."""
+
+    entry: Entry
+    baseline: Entry
+    score: str
+    mode: str
+    seeds: list[int]
+    differences: np.ndarray  # entry minus baseline, per common seed
+    interval: stats.Interval | None  # IQM of the differences; None with too few seeds
+    improvement: stats.Interval | None  # paired P(entry > baseline)
+    never_paid: int  # common seeds whose entry run never paid
+    paired: bool = True  # False for protocol-1 cells: IQM minus IQM, seeds resampled independently
+    mde: float = float("nan")
+    mde_source: str = "own spread"
+
+    @property
+    def verdict(self) -> str:
+        return stats.verdict(self.interval, len(self.seeds))
+
+    @property
+    def is_placebo_check(self) -> bool:
+        return is_placebo(self.entry.shaping) and self.baseline.shaping == "none"
+
+    def sentence(self) -> str:
+        """The verdict as one stable sentence, for READMEs to quote and tests to grep."""
+        entry = self.entry
+        label = f" [{entry.label}]" if entry.label else ""
+        head = (f"{entry.env_id}, {entry.agent}{label}: `{entry.shaping}` vs `{self.baseline.shaping}`, "
+                f"{SCORES[self.score]} ({self.mode}): ")
+        n, digits = len(self.seeds), DIGITS[self.score]
+        if self.interval is None or self.improvement is None:
+            return head + f"too few seeds ({n} common seed{'s' if n != 1 else ''}; a verdict needs {stats.MIN_PAIRED_SEEDS})."
+        mde = "n/a" if np.isnan(self.mde) else _num(self.mde, digits)
+        what = f"IQM of {n} paired differences" if self.paired else f"IQM minus IQM over {n} unpaired seeds (protocol 1)"
+        details = f"{what}; P(improvement) {_interval(self.improvement, 2)}; MDE {mde}, {self.mde_source}"
+        if self.never_paid:
+            details += f"; {self.never_paid}/{n} seeds never paid"
+        iv = self.interval
+        if self.verdict == stats.BETTER:
+            return head + f"better by {_interval(iv, digits)} ({details})."
+        if self.verdict == stats.WORSE:
+            drop = stats.Interval(-iv.estimate, -iv.high, -iv.low)
+            return head + f"worse by {_interval(drop, digits)} ({details})."
+        return head + f"no measured difference ({_interval(iv, digits)}; {details})."
+
+
+def is_placebo(shaping: str) -> bool:
+    return shaping.split("(")[0].strip() == PLACEBO
+
+
+def compare(entry: Entry, baseline: Entry, score: str, mode: str, reps: int) -> Comparison | None:
+    """``entry`` against ``baseline`` on the seeds both ran; None where either lacks the mode."""
+    x, y = seed_scores(entry.runs, score, mode), seed_scores(baseline.runs, score, mode)
+    if x is None or y is None:
+        return None
+    seeds = sorted(set(x) & set(y))
+    differences = np.array([x[s] - y[s] for s in seeds], dtype=np.float64)
+    runs = entry.by_seed()
+    unpaid = sum(bool(never_paid(runs[s])) for s in seeds)
+    if len(seeds) < stats.MIN_PAIRED_SEEDS:
+        return Comparison(entry, baseline, score, mode, seeds, differences, None, None, unpaid)
+    key = _seed(entry.env_id, entry.agent, entry.name, baseline.shaping, score, mode)
+    xs, ys = {entry.env_id: np.array([x[s] for s in seeds])}, {entry.env_id: np.array([y[s] for s in seeds])}
+    if not is_paired(entry):  # protocol 1: the two cells of a seed share no stream, so compare the samples
+        interval = stats.unpaired_difference(xs, ys, reps=reps, seed=key)
+        improvement = stats.probability_of_improvement_interval(xs, ys, reps=reps, seed=key)
+        return Comparison(entry, baseline, score, mode, seeds, differences, interval, improvement, unpaid, paired=False)
+    interval = stats.paired_difference(xs, ys, reps=reps, seed=key)
+    improvement = stats.paired_probability_of_improvement_interval(xs, ys, reps=reps, seed=key)
+    return Comparison(entry, baseline, score, mode, seeds, differences, interval, improvement, unpaid)
+
+
+def is_paired(entry: Entry) -> bool:
+    """Whether the entry's cells are paired with their baselines' (bench protocol 2 and later)."""
+    return entry.definition.get("protocol", 1) >= 2
+
+
+def _same_but_shaping(entry: Entry, shaping: str, entries: list[Entry]) -> Entry | None:
+    wanted = {**entry.definition, "shaping": shaping}
     return next((e for e in entries if e.definition == wanted), None)
 
 
-def env_table(env_id: str, entries: list[Entry], threshold: float, reps: int) -> list[str]:
-    mine = [e for e in entries if e.env_id == env_id]
-    scores = {id(e): seed_scores(e.runs, threshold) for e in mine}
-    columns = {"return": ("final return", 3), "success": ("final success", 2), "auc": ("AUC (return)", 3)}
-    intervals = {col: {id(e): stats.iqm_interval({env_id: scores[id(e)][col]}, reps=reps) for e in mine} for col in columns}
-    # With fewer than 3 seeds a bootstrap interval says nothing: mark no entry best.
-    enough = min(len(e.runs) for e in mine) >= MIN_SEEDS_FOR_BEST
-    best = {col: stats.clear_best(ivs) if enough else None for col, ivs in intervals.items()}
-    header = ["shaping", "agent", "seeds"] + [name for name, _ in columns.values()] + [f"steps to {threshold:.0%} success", "P(better than none)"]
-    lines = [f"## {env_id}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for entry in mine:
-        own = scores[id(entry)]
-        mark = "" if entry.runs[0][0]["invariant"] else " " + NON_INVARIANT
-        cells = [entry.name + mark, entry.agent, str(len(entry.runs))]
-        cells += [_cell_text(intervals[col][id(entry)], best[col] == id(entry), digits) for col, (_, digits) in columns.items()]
-        steps = stats.iqm_interval({env_id: own["steps"]}, reps=reps)
-        cells.append(f"{steps.estimate:,.0f} [{steps.low:,.0f}, {steps.high:,.0f}] ({int(own['reached'].sum())}/{len(own['reached'])} reached)")
-        baseline = _baseline(entry, entries)
-        if baseline is None or baseline is entry:
-            cells.append("—")
-        else:
-            base = scores[id(baseline)]["return"]
-            cells.append(stats.probability_of_improvement_interval({env_id: own["return"]}, {env_id: base}, reps=reps).format(2))
-        lines.append("| " + " | ".join(cells) + " |")
+def comparisons_of(entries: list[Entry], baselines: Sequence[str], reps: int) -> list[Comparison]:
+    """Every entry against each baseline of the same definition but the shaping, on every score
+    and mode; a baseline is not compared again with one listed before it (no mirrored pairs).
+    Each comparison's MDE uses the spread of ``placebo`` vs ``none`` of its env, agent,
+    definition, score and mode where the grid has one, else its own."""
+    out: list[Comparison] = []
+    for i, shaping in enumerate(baselines):
+        for entry in entries:
+            if entry.shaping == shaping or entry.shaping in baselines[:i]:
+                continue
+            baseline = _same_but_shaping(entry, shaping, entries)
+            if baseline is None:
+                continue
+            for score in SCORES:
+                for mode in MODES:
+                    comparison = compare(entry, baseline, score, mode, reps)
+                    if comparison is not None:
+                        out.append(comparison)
+    nulls = [c for c in out if c.is_placebo_check]
+    for c in out:
+        null = next((p for p in nulls if p.score == c.score and p.mode == c.mode and p.baseline.definition
+                     == {**c.entry.definition, "shaping": "none"}), None)
+        if null is not None and len(null.differences) >= 2:
+            c.mde, c.mde_source = stats.minimum_detectable_effect(null.differences, n=len(c.seeds)), "placebo's spread"
+        elif len(c.differences) >= 2:
+            c.mde, c.mde_source = stats.minimum_detectable_effect(c.differences), "own spread"
+    return out
+
+
+def _share(k: int, n: int) -> str:
+    return f"{k} of {n} ({k / n:.0%})" if n else "0 of 0"
+
+
+def noise_floor(comparisons: list[Comparison], reps: int) -> list[str]:
+    """The rule's measured false-positive rate: the share of ``placebo``-vs-``none`` verdicts that
+    are not "no measured difference", at all the common seeds and over random half-splits."""
+    nulls = [c for c in comparisons if c.is_placebo_check]
+    if not nulls:
+        return [f"Noise floor: not measured here (no `{PLACEBO}` cells beside `none` cells of the same "
+                f"definition); add the `{PLACEBO}` shaping to the grid to measure the rule's false-positive rate."]
+    judged = [c for c in nulls if c.verdict != stats.TOO_FEW]
+    groups = len({(c.entry.env_id, c.entry.agent, c.entry.label) for c in nulls})
+    modes = len({c.mode for c in nulls})
+    where = (f"{groups} env/agent group{'s' if groups != 1 else ''} x {len(SCORES)} scores x "
+             f"{modes} evaluation mode{'s' if modes != 1 else ''}")
+    false = sum(c.verdict != stats.NO_DIFFERENCE for c in judged)
+    lines = [f"Noise floor: `{PLACEBO}` vs `none` (zero-mean noise against nothing: every verdict other than "
+             f"\"no measured difference\" is a false positive): {_share(false, len(judged))} verdicts are not "
+             f"\"no measured difference\", over {where}" + (f" ({len(nulls) - len(judged)} with too few seeds)"
+                                                            if len(judged) < len(nulls) else "") + "."]
+    splittable = [c for c in judged if len(c.seeds) >= 2 * stats.MIN_PAIRED_SEEDS]
+    if not splittable:
+        lines.append(f"Half-split rate: not measured (it needs at least {2 * stats.MIN_PAIRED_SEEDS} common seeds).")
+        return lines
+    verdicts = [v for c in splittable for v in stats.half_split_verdicts(
+        c.differences, splits=HALF_SPLITS, reps=reps, seed=_seed("half", c.entry.env_id, c.entry.agent, c.score, c.mode))]
+    halves = sorted({f"{len(c.seeds) // 2} of {len(c.seeds)}" for c in splittable})
+    lines.append(f"Half-split rate: over {HALF_SPLITS} random half-splits of the seeds ({', '.join(halves)} seeds) of "
+                 f"each of {len(splittable)} `{PLACEBO}` comparisons, {_share(sum(v != stats.NO_DIFFERENCE for v in verdicts), len(verdicts))} "
+                 "verdicts are not \"no measured difference\".")
     return lines
 
 
-def aggregate_table(entries: list[Entry], envs: list[str], threshold: float, reps: int) -> list[str]:
-    """IQM of the final return across every env, seeds resampled within each env."""
-    by_method: dict[tuple[str, str], dict[str, np.ndarray]] = defaultdict(dict)
+def rule_lines(baselines: Sequence[str]) -> list[str]:
+    """How to read a verdict: the rule, what is paired, what the MDE says."""
+    others = "".join(f", `{b}`" for b in baselines if b != "none")
+    return [
+        RULE, "",
+        f"Each entry is compared with its baseline (`none`{others}) of the same definition but the shaping "
+        "(same env, agent, budget, settings and bench protocol), seed by seed over the seeds both have: the "
+        "difference is entry minus baseline for each seed, the interval a 95% bootstrap one resampling those "
+        "pairs (seeds within each env). Under the paired protocol (2) the two cells of a seed share env streams, "
+        "initial weights and evaluation episodes. P(improvement) is the share of seeds where the entry beats its "
+        "baseline (ties half), with its interval. Fewer than "
+        f"{stats.MIN_PAIRED_SEEDS} common seeds: no verdict (\"too few seeds\"). \"worse by\" gives the drop "
+        "(baseline minus entry) and its interval.",
+        "",
+        "MDE: the minimum detectable effect, the smallest true difference the comparison would find with 80% "
+        "power in a two-sided test at 5%, at its number of seeds n: (z_0.975 + z_0.8) * sd(paired differences) / "
+        f"sqrt(n). The sd is that of `{PLACEBO}` vs `none` of the same env, agent, score and mode where the grid "
+        "has it (\"placebo's spread\"), else the comparison's own (\"own spread\"). An effect smaller than the MDE "
+        "can hide in a \"no measured difference\"; one at least as large is found 4 times in 5. With few seeds the bootstrap interval is narrower "
+        "than its nominal 95%: the noise floor below is the rule's measured false-positive rate.",
+    ]
+
+
+def verdict_block(comparisons: list[Comparison], entries: list[Entry], baselines: Sequence[str], reps: int) -> list[str]:
+    """The rule, the noise floor and one sentence per comparison, score and mode."""
+    lines = rule_lines(baselines) + [""] + noise_floor(comparisons, reps) + [""]
+    lines += [f"- {c.sentence()}" for c in comparisons]
+    shapings = {e.shaping for e in entries}
+    for i, shaping in enumerate(baselines):
+        if shaping not in shapings:
+            lines.append(f"- baseline `{shaping}`: no entry has this shaping, so nothing is compared with it.")
+            continue
+        for entry in entries:
+            if entry.shaping == shaping or entry.shaping in baselines[:i]:
+                continue
+            others = [e for e in entries if e.shaping == shaping and e.env_id == entry.env_id and e.agent == entry.agent]
+            if others and _same_but_shaping(entry, shaping, entries) is None:
+                lines.append(f"- {entry.env_id}, {entry.agent}: `{entry.name}` has no `{shaping}` of the same "
+                             "definition (all but the shaping): not compared.")
+    if not comparisons:
+        lines.append("- No comparison: no entry has a baseline of the same definition.")
+    return lines
+
+
+def _never_paid_cell(entry: Entry) -> str:
+    if entry.shaping == "none":
+        return "—"
+    flags = [never_paid(rows) for rows in entry.runs]
+    if all(f is None for f in flags):
+        return "?"
+    count = sum(bool(f) for f in flags)
+    return f"{count}/{len(flags)}" + (f" {NEVER_PAID}" if count else "")
+
+
+def _steps_cell(entry: Entry, threshold: float) -> str:
+    reached = reached_steps(entry.runs, threshold)
+    median = stats.median_steps(reached)
+    k = sum(s is not None for s in reached)
+    return f"{'not reached' if median is None else f'{median:,.0f}'} ({k}/{len(reached)} reached)"
+
+
+def env_table(env_id: str, entries: list[Entry], threshold: float, reps: int) -> list[str]:
+    """One row per entry of ``env_id``: what each entry scored, every statistic named in its header."""
+    mine = [e for e in entries if e.env_id == env_id]
+    header = ["shaping", "agent", "seeds", "final return, det. (IQM [95% CI])", "final return, sampled (IQM [95% CI])",
+              "final success, det. / sampled (IQM [95% CI])", "AUC of return, det. (IQM [95% CI])",
+              f"steps to {threshold:.0%} success, det. (median over seeds; k/n reached)", f"never paid {NEVER_PAID} (seeds)"]
+    lines = [f"## {env_id}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+
+    def described(entry: Entry, score: str, mode: str) -> str:
+        scores = seed_scores(entry.runs, score, mode)
+        if scores is None:
+            return "—"
+        interval = stats.iqm_interval({env_id: np.array(list(scores.values()))}, reps=reps,
+                                      seed=_seed(env_id, entry.agent, entry.name, score, mode))
+        return _interval(interval, DIGITS[score])
+
+    for entry in mine:
+        mark = "" if entry.runs[0][0]["invariant"] else " " + NON_INVARIANT
+        lines.append("| " + " | ".join([
+            entry.name + mark, entry.agent, str(len(entry.runs)),
+            described(entry, "return", "deterministic"), described(entry, "return", "sampled"),
+            f"{described(entry, 'success', 'deterministic')} / {described(entry, 'success', 'sampled')}",
+            described(entry, "auc", "deterministic"), _steps_cell(entry, threshold), _never_paid_cell(entry),
+        ]) + " |")
+    return lines
+
+
+def aggregate_table(entries: list[Entry], envs: list[str], reps: int) -> list[str]:
+    """IQM of the final deterministic return across every env, seeds resampled within each env;
+    entries of different protocol versions are never pooled."""
+    by_method: dict[tuple[str, str, int], dict[str, np.ndarray]] = defaultdict(dict)
     for entry in entries:
-        by_method[(entry.name, entry.agent)][entry.env_id] = seed_scores(entry.runs, threshold)["return"]
+        scores = seed_scores(entry.runs, "return", "deterministic")
+        if scores is not None:
+            by_method[(entry.name, entry.agent, entry.definition["protocol"])][entry.env_id] = np.array(list(scores.values()))
     complete = {k: v for k, v in by_method.items() if set(v) == set(envs)}
     if not complete:  # no (shaping, agent) ran on every env: nothing to pool
         return []
-    intervals = {k: stats.iqm_interval(v, reps=reps) for k, v in complete.items()}
-    enough = min(len(v) for scores in complete.values() for v in scores.values()) >= MIN_SEEDS_FOR_BEST
-    best = stats.clear_best(intervals) if enough else None
-    lines = ["## All envs (stratified)", "", "| shaping | agent | final return, IQM over envs and seeds |", "|---|---|---|"]
-    for key, interval in intervals.items():
-        lines.append(f"| {key[0]} | {key[1]} | {_cell_text(interval, best == key, 3)} |")
+    lines = ["## All envs (stratified)", "", "| shaping | agent | protocol | final return, det. (IQM over envs and seeds [95% CI]) |",
+             "|---|---|---|---|"]
+    for (name, agent, protocol), scores in complete.items():
+        lines.append(f"| {name} | {agent} | {protocol} | {_interval(stats.iqm_interval(scores, reps=reps), 3)} |")
     return lines
 
 
@@ -163,7 +442,8 @@ def failed_table(finished: dict[str, list[dict[str, Any]]]) -> list[str]:
 
 
 def plot_env(env_id: str, entries: list[Entry], path: Path, reps: int) -> None:
-    """IQM of the true return and of the success rate over seeds, with 95% bootstrap bands."""
+    """IQM of the true return and of the success rate over seeds, with 95% bootstrap bands;
+    the sampled evaluation, where the rows have it, as a dashed line of the same colour."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -173,19 +453,27 @@ def plot_env(env_id: str, entries: list[Entry], path: Path, reps: int) -> None:
     mine = [e for e in entries if e.env_id == env_id]
     n_seeds = min(len(e.runs) for e in mine)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    dashed = False
     for entry in mine:
         length = min(len(r) for r in entry.runs)
         steps = [row["step"] for row in entry.runs[0][:length]]
         name = f"{entry.name} ({entry.agent})" + ("" if entry.runs[0][0]["invariant"] else f" {NON_INVARIANT}")
         for ax, key in zip(axes, ("return_mean", "success_rate")):
+            if any(key not in row for r in entry.runs for row in r[:length]):  # sampled only (old action_ppo rows)
+                key, name = key + MODES["sampled"], name + " (sampled)"
             values = np.array([[row[key] for row in r[:length]] for r in entry.runs])
             bands = [stats.iqm_interval({env_id: values[:, t]}, reps=reps) for t in range(length)]
-            ax.plot(steps, [b.estimate for b in bands], label=name)
-            ax.fill_between(steps, [b.low for b in bands], [b.high for b in bands], alpha=0.2)
+            (line,) = ax.plot(steps, [b.estimate for b in bands], label=name)
+            ax.fill_between(steps, [b.low for b in bands], [b.high for b in bands], alpha=0.2, color=line.get_color())
+            sampled = key + MODES["sampled"]
+            if all(row.get(sampled) is not None for r in entry.runs for row in r[:length]):
+                values = np.array([[row[sampled] for row in r[:length]] for r in entry.runs])
+                ax.plot(steps, [stats.iqm(values[:, t]) for t in range(length)], linestyle="--", color=line.get_color())
+                dashed = True
     for ax, title in zip(axes, ("true return (task reward)", "success rate")):
         ax.set_xlabel("env steps")
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))
-        ax.set_title(f"{title}: IQM, 95% CI")
+        ax.set_title(f"{title}: IQM, 95% CI" + (" (dashed: sampled, IQM)" if dashed else ""))
     axes[1].set_ylim(-0.02, 1.02)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{env_id} ({n_seeds} seed{'s' if n_seeds != 1 else ''})")
@@ -194,40 +482,61 @@ def plot_env(env_id: str, entries: list[Entry], path: Path, reps: int) -> None:
     plt.close(fig)
 
 
-def write_report(out_dir: str | Path, threshold: float | None = None, reps: int = 2000) -> str:
-    """Write ``summary.md`` and one ``curves_<env>.png`` per env; return the summary's text."""
+def intro(entries: list[Entry], baselines: Sequence[str]) -> list[str]:
+    """What the numbers are, the marks, the protocols, and the verdict rule."""
+    episodes = " or ".join(str(n) for n in sorted({e.definition["eval_episodes"] for e in entries}))
+    protocols = sorted({e.definition["protocol"] for e in entries})
+    lines = [
+        "# Benchmark summary", "",
+        f"Scores from the task reward only (`info[\"env_reward\"]`), {episodes} evaluation episodes per point, "
+        "in two evaluation modes: deterministic (det., the policy's most likely action) and sampled (actions "
+        "drawn from the policy with a seeded generator; \"—\" where the rows predate it). Table cells are the "
+        "interquartile mean (IQM) over seeds with its 95% stratified-bootstrap interval, except the steps to a "
+        "success threshold: their median over seeds, where a seed that never reached the threshold within its "
+        "budget counts as never (not as the budget), so the median is \"not reached\" once half the seeds or "
+        "more never reach it; k/n counts the seeds that did.", "",
+        f"{NON_INVARIANT} marks a shaping that can change the optimal policy. {NEVER_PAID} never paid: in those "
+        "seeds the shaping's terms summed to 0 over every training episode, so the run is plain `none` under "
+        "other streams, not the method (\"?\": the rows do not record it).", "",
+    ]
+    if protocols != [2]:
+        lines += [f"Bench protocols here: {', '.join(map(str, protocols))}. Protocol 1 cells share no stream "
+                  "with their baseline's, so their verdicts compare IQM minus IQM with each side's seeds "
+                  "resampled independently (the same rule on that interval); protocol 2 cells are paired "
+                  "(common random numbers). Entries of different protocols are never pooled or compared. "
+                  "Protocol 1 `action_ppo` rows scored the sampled policy only: they are shown as sampled.", ""]
+    return lines + [RULE, "", "The tables describe; the claims are the paired verdicts under **Verdicts** below.", ""]
+
+
+def write_report(out_dir: str | Path, threshold: float | None = None, reps: int = 2000,
+                 baselines: Sequence[str] | None = None) -> str:
+    """Write ``summary.md``, ``verdicts.md`` and one ``curves_<env>.png`` per env; return the
+    summary's text. Every entry is compared with ``none`` and with each of ``baselines``."""
     out = Path(out_dir)
-    finished = read_results(out)
+    finished = {cell: [protocol_1_fields(row) for row in rows] for cell, rows in read_results(out).items()}
     if not finished:
         raise FileNotFoundError(f"no finished cells in {out / 'results.jsonl'}: run `align-gym bench --out {out}` first")
     grid_file = out / "grid.json"
     grid = json.loads(grid_file.read_text()) if grid_file.exists() else {}
     threshold = threshold if threshold is not None else grid.get("success_threshold", 0.8)
+    bases = list(dict.fromkeys(["none", *(baselines or [])]))
     entries = entries_of(finished)
     if not entries:
         text = "\n".join(["# Benchmark summary", "", "No cell finished.", ""] + failed_table(finished))
         (out / "summary.md").write_text(text)
+        (out / "verdicts.md").write_text("# Verdicts\n\nNo cell finished.\n")
         return text
     envs = sorted({e.env_id for e in entries})
-    n_seeds = min(len(e.runs) for e in entries)
-    episodes = " or ".join(str(n) for n in sorted({e.definition["eval_episodes"] for e in entries}))
-    lines = [
-        "# Benchmark summary", "",
-        f"Scores from the task reward only (`info[\"env_reward\"]`), deterministic policy, "
-        f"{episodes} evaluation episodes per point. Each number is the interquartile "
-        f"mean over seeds with its 95% stratified-bootstrap interval. "
-        f"{NON_INVARIANT} marks a shaping that can change the optimal policy.",
-        "",
-        f"With {n_seeds} seed{'s' if n_seeds != 1 else ''} per entry the intervals are wide: read overlapping intervals as no "
-        f"measured difference. An entry is in **bold** only where its interval clears every other's.",
-        "",
-    ]
+    lines = intro(entries, bases)
     for env_id in envs:
         lines += env_table(env_id, entries, threshold, reps) + [""]
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", env_id)
         plot_env(env_id, entries, out / f"curves_{safe}.png", reps=max(reps // 4, 200))
         lines += [f"![{env_id}](curves_{safe}.png)", ""]
-    aggregate = aggregate_table(entries, envs, threshold, reps) if len(envs) > 1 else []
+    block = verdict_block(comparisons_of(entries, bases, reps), entries, bases, reps)
+    lines += ["## Verdicts", ""] + block + [""]
+    (out / "verdicts.md").write_text("\n".join(["# Verdicts", ""] + block + [""]))
+    aggregate = aggregate_table(entries, envs, reps) if len(envs) > 1 else []
     if aggregate:
         lines += aggregate + [""]
     failed = failed_table(finished)

@@ -89,13 +89,17 @@ class Classifier:
 
         self.net.train()
         features, labels, losses = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64)), []
-        for _ in range(steps):
-            rows = self.rng.integers(len(x), size=min(batch_size, len(x)))
-            loss = torch.nn.functional.cross_entropy(self.net(features[rows]), labels[rows])
-            self.optimiser.zero_grad()
-            loss.backward()
-            self.optimiser.step()
-            losses.append(loss.item())
+        # Dropout draws from torch's global generator, which the agent samples its actions from:
+        # draw the masks from this classifier's own stream and leave the agent's where it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(self.rng.integers(2**63)))
+            for _ in range(steps):
+                rows = self.rng.integers(len(x), size=min(batch_size, len(x)))
+                loss = torch.nn.functional.cross_entropy(self.net(features[rows]), labels[rows])
+                self.optimiser.zero_grad()
+                loss.backward()
+                self.optimiser.step()
+                losses.append(loss.item())
         return float(np.mean(losses))
 
     def helpful(self, x: np.ndarray) -> np.ndarray:

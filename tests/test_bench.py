@@ -39,7 +39,10 @@ def test_a_tiny_grid_writes_rows_summary_and_curves(tmp_path):
             assert "train_term.pbrs" in rows[-1]
     summary = (out / "summary.md").read_text()
     assert "## Align/KeyDoor-5x5-v0" in summary and "## Align/MountainCarSparse-v0" in summary
-    assert "P(better than none)" in summary and "intervals are wide" in summary
+    assert "## Verdicts" in summary and "paired interval of the IQM difference excludes 0" in summary
+    # two seeds: every comparison is stated, and none gets a verdict
+    verdicts = [line for line in (out / "verdicts.md").read_text().splitlines() if line.startswith("- ")]
+    assert verdicts and all("too few seeds (2 common seeds; a verdict needs 3)." in line for line in verdicts)
     assert "## All envs (stratified)" in summary  # both shapings ran on both envs
     assert (out / "curves_Align_KeyDoor-5x5-v0.png").stat().st_size > 5000
     assert (out / "curves_Align_MountainCarSparse-v0.png").stat().st_size > 5000
@@ -167,23 +170,27 @@ def test_report_never_pools_two_grids_that_differ_in_more_than_the_seed(tmp_path
     assert len(table) == 4  # two budgets x two shapings, each of 2 seeds, never 4 seeds pooled
     assert sum("none [budget=1024]" in line for line in table) == 1 and sum("none [budget=1536]" in line for line in table) == 1
     assert all(line.split("|")[3].strip() == "2" for line in table)
-    # AUC uses each entry's own budget, and P(better than none) compares within the same budget
-    pbrs_1536 = next(line for line in table if line.startswith("| pbrs(potential=reference) [budget=1536]"))
-    assert "1,536" in pbrs_1536 and "—" not in pbrs_1536
+    # the verdicts pair entries of the same budget only
+    for budget in (1024, 1536):
+        paired = [line for line in summary.splitlines() if f"ppo [budget={budget}]: `pbrs(potential=reference)` vs `none`" in line]
+        assert paired and all("(2 common seeds;" in line for line in paired)
 
 
-def test_no_two_cells_of_a_grid_share_an_env_stream():
+def test_shapings_of_a_seed_share_every_stream_and_seeds_share_none():
     from align_gym.agents import env_seeds
 
     grid = Grid(envs=["Align/KeyDoor-5x5-v0", "Align/PointMaze-v0"], shapings=["none", "pbrs(potential=reference)"],
                 seeds=list(range(1000, 1005)), steps=1000, eval_episodes=20)
-    seen: dict[int, str] = {}
+    seen: dict[int, tuple[str, int]] = {}
     for cell in grid.cells():
         seeds = cell.seeds()
         for seed in env_seeds(seeds.train, cell.n_envs) + env_seeds(seeds.evaluation, cell.eval_episodes):
-            assert seed not in seen, f"{cell_id(cell)} shares env seed {seed} with {seen[seed]}"
-            seen[seed] = cell_id(cell)
-    assert len(seen) == 2 * 2 * 5 * (8 + 20)
+            owner = (cell.env_id, cell.seed)
+            assert seen.setdefault(seed, owner) == owner, f"{owner} shares env seed {seed} with {seen[seed]}"
+    assert len(seen) == 2 * 5 * (8 + 20)  # one set per env and seed, whatever the shaping
+    none, pbrs = grid.cells()[0], grid.cells()[5]
+    assert (none.shaping, pbrs.shaping, none.seed) == ("none", "pbrs(potential=reference)", pbrs.seed)
+    assert none.seeds().agent == pbrs.seeds().agent != grid.cells()[1].seeds().agent
     # and make_vec_env really seeds sub-env i with env_seeds(seed)[i]
     import gymnasium as gym
 

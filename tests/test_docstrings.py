@@ -8,7 +8,7 @@ import pytest
 MODULES = [
     "align_gym", "align_gym.wrappers.core", "align_gym.wrappers.potential", "align_gym.wrappers.vector",
     "align_gym.wrappers.sb3", "align_gym.wrappers.intrinsic", "align_gym.agents.session", "align_gym.agents.trl_env",
-    "align_gym.agents.openenv_server", "align_gym.wrappers.count", "align_gym.wrappers.registry", "align_gym.wrappers.episodic", "align_gym.agents.sb3", "align_gym.envs.keydoor",
+    "align_gym.agents.openenv_server", "align_gym.wrappers.count", "align_gym.wrappers.placebo", "align_gym.wrappers.registry", "align_gym.wrappers.episodic", "align_gym.agents.sb3", "align_gym.envs.keydoor",
     "align_gym.envs.mountaincar", "align_gym.envs.pointmaze", "align_gym.envs.deepsea", "align_gym.envs.minihack",
     "align_gym.wrappers.nets", "align_gym.wrappers.text", "align_gym.wrappers.toolrl", "align_gym.envs.text.core", "align_gym.envs.text.textquest", "align_gym.envs.text.textworld",
     "align_gym.choice", "align_gym.envs.tools.calls", "align_gym.envs.tools.core", "align_gym.envs.tools.toolcalc", "align_gym.envs.tools.toolsql",

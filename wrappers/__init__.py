@@ -27,6 +27,7 @@ from .registry import (
     format_spec,
     is_invariant,
     make_modules,
+    module_seed,
     parse_spec,
     register_shaping,
     shape_env,
@@ -53,7 +54,7 @@ __all__ = [
     "CountBonus", "EpisodicReward", "IntrinsicReward", "IntrinsicTerm", "ENV_REWARD", "EPISODE_SUMMARY", "REWARD_TERMS", "EpisodeStarts", "EpisodeSummary", "ModuleDriver",
     "NonFinitePotential", "PotentialReward", "PotentialShaping", "PotentialShapingVecEnv", "PotentialShapingVector", "RewardModule",
     "ShapingSpec", "ShapingVecEnvWrapper", "ShapingVectorWrapper", "ShapingWrapper", "TransitionBatch",
-    "check_spec", "format_spec", "is_invariant", "load_reward_module_states", "make_modules",
+    "check_spec", "format_spec", "is_invariant", "load_reward_module_states", "make_modules", "module_seed",
     "make_potential_reward", "module_learns", "parse_spec", "register_shaping", "reward_module_states",
     "shape_env", "shape_vec_env", "shape_vector_env", "shaping_entries", "shaping_layers", "split_specs",
 ]

@@ -23,10 +23,14 @@ from __future__ import annotations
 import ast
 import difflib
 import importlib
+import inspect
 import keyword
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from .core import RewardModule
 
@@ -39,6 +43,8 @@ SpecLike = str | Sequence["ShapingSpec"]
 BUILTIN_SHAPINGS: dict[str, tuple[str, bool, str]] = {
     "none": ("align_gym.wrappers.registry:build_none", True,
              "no shaping: the task reward alone (the baseline)"),
+    "placebo": ("align_gym.wrappers.placebo:make_placebo", True,
+                "the bench's null: tiny zero-mean seeded noise scale*N(0,1) per step, no information; scale=1e-3"),
     "pbrs": ("align_gym.wrappers.potential:make_potential_reward", True,
              "potential-based shaping gamma*Phi(s')-Phi(s) (Ng et al. 1999); potential=reference|distance|<callable>"),
     "count": ("align_gym.wrappers.count:make_count", False,
@@ -214,15 +220,37 @@ def get_entry(name: str) -> ShapingEntry:
     return _REGISTRY[name]
 
 
-def make_modules(spec: SpecLike | ShapingSpec, env: Any, *, gamma: float) -> list[RewardModule]:
+def module_seed(seed: int | np.random.SeedSequence, name: str) -> int:
+    """The seed of the reward module called ``name`` in a run seeded ``seed``: a stream of its own,
+    the same for that module whatever else the shaping stacks, different for every run seed.
+
+    >>> module_seed(0, "rnd") == module_seed(0, "rnd") != module_seed(1, "rnd")
+    True
+    """
+    root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    child = np.random.SeedSequence(root.entropy, spawn_key=(*root.spawn_key, zlib.crc32(f"module:{name}".encode())))
+    return int(child.generate_state(1)[0] % 2**31)
+
+
+def make_modules(spec: SpecLike | ShapingSpec, env: Any, *, gamma: float,
+                 seed: int | np.random.SeedSequence | None = None) -> list[RewardModule]:
     """The reward modules of every layer of ``spec``, innermost first, for ``env`` (any env,
-    vector env or SB3 VecEnv); ``none`` layers add none. ``gamma`` is the agent's discount."""
+    vector env or SB3 VecEnv); ``none`` layers add none. ``gamma`` is the agent's discount.
+
+    With ``seed``, every module that draws random numbers (networks, offline data, its own
+    sampling) and was given no ``seed=`` in the spec gets :func:`module_seed` of it under its
+    name: run seeds give modules different networks, and the same module gets the same network
+    in every stack of one run seed (the bench's paired cells). Without it, modules keep their
+    own default seeds."""
     layers = parse_spec(spec)
     entries = [get_entry(layer.name) for layer in layers]  # every name checked before anything is built
     modules = []
     for layer, entry in zip(layers, entries):
+        kwargs = dict(layer.kwargs)
+        if seed is not None and "seed" not in kwargs and "seed" in inspect.signature(entry.builder()).parameters:
+            kwargs["seed"] = module_seed(seed, str(kwargs.get("name", layer.name)))
         try:
-            module = entry.build(env, gamma=gamma, **layer.kwargs)
+            module = entry.build(env, gamma=gamma, **kwargs)
         except TypeError as error:
             raise ValueError(f"bad arguments for shaping {layer}: {error}") from error
         if isinstance(module, list):
@@ -251,26 +279,28 @@ def is_invariant(spec: SpecLike | ShapingSpec) -> bool:
     return all(get_entry(layer.name).invariant for layer in parse_spec(spec))
 
 
-def shape_env(env: Any, spec: SpecLike | ShapingSpec, *, gamma: float):
+def shape_env(env: Any, spec: SpecLike | ShapingSpec, *, gamma: float, seed: int | np.random.SeedSequence | None = None):
     """Wrap a gymnasium env in one :class:`~align_gym.wrappers.ShapingWrapper` per layer of
     ``spec`` (``none`` keeps the contract only)."""
     from .core import ShapingWrapper
 
-    return _stack(env, ShapingWrapper, make_modules(spec, env, gamma=gamma))
+    return _stack(env, ShapingWrapper, make_modules(spec, env, gamma=gamma, seed=seed))
 
 
-def shape_vector_env(envs: Any, spec: SpecLike | ShapingSpec, *, gamma: float):
+def shape_vector_env(envs: Any, spec: SpecLike | ShapingSpec, *, gamma: float,
+                     seed: int | np.random.SeedSequence | None = None):
     """The same for a gymnasium vector env."""
     from .vector import ShapingVectorWrapper
 
-    return _stack(envs, ShapingVectorWrapper, make_modules(spec, envs, gamma=gamma))
+    return _stack(envs, ShapingVectorWrapper, make_modules(spec, envs, gamma=gamma, seed=seed))
 
 
-def shape_vec_env(venv: Any, spec: SpecLike | ShapingSpec, *, gamma: float):
+def shape_vec_env(venv: Any, spec: SpecLike | ShapingSpec, *, gamma: float,
+                  seed: int | np.random.SeedSequence | None = None):
     """The same for a Stable-Baselines3 VecEnv."""
     from .sb3 import ShapingVecEnvWrapper
 
-    return _stack(venv, ShapingVecEnvWrapper, make_modules(spec, venv, gamma=gamma))
+    return _stack(venv, ShapingVecEnvWrapper, make_modules(spec, venv, gamma=gamma, seed=seed))
 
 
 def _stack(env: Any, adapter: type, modules: list[RewardModule]):
