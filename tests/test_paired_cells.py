@@ -110,3 +110,17 @@ def test_action_ppo_cells_pair_and_report_both_modes():
     none, silent = run_cell(cell("none")), run_cell(cell("count(coef=0)"))
     assert {"return_mean", "return_mean_sampled", "success_rate_sampled"} <= set(none[-1])
     assert scores(silent) == scores(none) and silent[-1]["train_term_abs.count"] == 0.0
+
+
+def test_the_placebo_is_zero_mean_noise_of_its_stated_scale_from_its_own_seed():
+    from align_gym.wrappers.core import TransitionBatch
+    from align_gym.wrappers.placebo import PlaceboNoise
+
+    n = 100_000
+    batch = TransitionBatch([0] * n, [0] * n, [0] * n, [0] * n, [{}] * n, [{}] * n, [0.0] * n, [False] * n, [False] * n,
+                            [0] * n)
+    terms = PlaceboNoise(scale=1e-3, seed=4).reward(batch)
+    assert abs(terms.mean()) < 4 * 1e-3 / np.sqrt(n)  # zero-mean: no information about anything
+    assert abs(terms.std() - 1e-3) < 2e-5
+    assert np.array_equal(PlaceboNoise(seed=4).reward(batch), terms)
+    assert not np.array_equal(PlaceboNoise(seed=5).reward(batch), terms)

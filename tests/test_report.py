@@ -216,3 +216,14 @@ def test_extra_baselines_from_the_command_line(tmp_path, capsys):
     assert found and float(found[1]) == pytest.approx(1.0, abs=0.05)
     assert "baseline `missing`: no entry has this shaping" in verdicts
     assert "## Verdicts" in capsys.readouterr().out
+
+
+def test_protocol_1_action_ppo_rows_are_read_as_the_sampled_scores_they_were(tmp_path):
+    cells = [cell_rows(shaping, seed, 1.0, protocol=None) for shaping in ("none", "count") for seed in range(3)]
+    for rows in cells:
+        for row in rows:
+            row["agent"] = "action_ppo"  # it scored its sampled policy under the deterministic names
+    summary = write_report(write_results(tmp_path, cells), reps=REPS)
+    lines = verdict_lines(summary, "count")
+    assert lines and all("(sampled)" in line for line in lines)
+    assert "Protocol 1 `action_ppo` rows scored the sampled policy only" in summary
