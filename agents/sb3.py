@@ -108,14 +108,17 @@ def seeded_model(algorithm: type[BaseAlgorithm], venv: VecEnv, seed: int, **kwar
 
     >>> from stable_baselines3 import PPO
     >>> model = seeded_model(PPO, make_vec_env("Align/KeyDoor-5x5-v0", n_envs=2, seed=3), seed=7, n_steps=16)
-    >>> model.seed
-    7
+    >>> model.num_timesteps
+    0
     """
     from stable_baselines3.common.utils import set_random_seed
 
+    if "seed" in kwargs:
+        raise ValueError("seeded_model takes the seed as its own argument: a seed= among the settings would "
+                         "reseed the envs (SB3's venv.seed)")
     set_random_seed(seed)  # the global generators the policy's initialisation and sampling draw from
     model = algorithm(policy_for(venv), venv, **kwargs)
-    model.seed = seed
+    # model.seed stays None: SB3's load() would call set_random_seed(model.seed), reseeding the envs.
     model.action_space.seed(seed)
     return model
 
@@ -264,16 +267,30 @@ def evaluate(model: BaseAlgorithm, env_id: str, n_episodes: int = 10, seed: int 
     The episodes run side by side (one batched policy call per step), episode ``k`` seeded with
     ``env_seeds(seed, n_episodes)[k]``. Action masks are passed where the env offers ``action_masks()``
     (sb3-contrib's MaskablePPO). With ``deterministic=False`` the policy samples its actions from
-    torch's generator seeded from ``seed``, inside a fork of the global generator state: the
-    evaluation is reproducible and leaves the training run's stream where it was.
+    generators seeded from ``seed`` (torch's, numpy's and Python's global ones, and the model's
+    action space, which DQN's exploration draws from), their training states restored afterwards:
+    the evaluation is reproducible and leaves the training run's streams where they were.
     """
-    if not deterministic:
-        import torch
+    if deterministic:
+        return _play(model, env_id, n_episodes, seed, True, env_kwargs)
+    import random
 
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(env_seeds(seed, n_episodes + 1)[-1])
+    import torch
+
+    space_rng = model.action_space.np_random
+    saved = (np.random.get_state(), random.getstate(), space_rng.bit_generator.state)
+    sample_seed = env_seeds(seed, n_episodes + 1)[-1]
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(sample_seed)
+        np.random.seed(sample_seed % 2**32)
+        random.seed(sample_seed)
+        model.action_space.seed(sample_seed)
+        try:
             return _play(model, env_id, n_episodes, seed, False, env_kwargs)
-    return _play(model, env_id, n_episodes, seed, True, env_kwargs)
+        finally:
+            np.random.set_state(saved[0])
+            random.setstate(saved[1])
+            model.action_space.np_random.bit_generator.state = saved[2]
 
 
 def _play(model: BaseAlgorithm, env_id: str, n_episodes: int, seed: int | np.random.SeedSequence,
@@ -306,19 +323,22 @@ def _play(model: BaseAlgorithm, env_id: str, n_episodes: int, seed: int | np.ran
 class StopAtBudget(BaseCallback):
     """Ends training once ``budget`` env steps are taken. SB3's ``learn`` finishes the rollout it
     is in, so an on-policy agent would otherwise take, learn from and be scored after up to a
-    rollout of steps past its budget. A rollout the budget cuts short is not trained on; the last
-    step of a rollout is let through, so a budget of whole rollouts trains on every one of them.
-    Put it after an evaluation callback, which then scores the policy at the budget."""
+    rollout of steps past its budget. The steps of the rollout the budget ends are not trained
+    on; put this after an evaluation callback, which then scores the policy that took them, at
+    the budget (to the vector step: with ``n`` envs, the first multiple of ``n`` at or past it).
+
+    >>> from stable_baselines3 import PPO
+    >>> model = seeded_model(PPO, make_vec_env("Align/KeyDoor-5x5-v0", n_envs=2, seed=0), 0, n_steps=64, batch_size=64)
+    >>> model.learn(100, callback=StopAtBudget(100)).num_timesteps
+    100
+    """
 
     def __init__(self, budget: int):
         super().__init__(0)
         self.budget = budget
 
     def _on_step(self) -> bool:
-        if self.num_timesteps < self.budget:
-            return True
-        step, rollout = self.locals.get("n_steps"), self.locals.get("n_rollout_steps")
-        return step is not None and step == rollout - 1
+        return self.num_timesteps < self.budget
 
 
 class TaskEvalCallback(BaseCallback):

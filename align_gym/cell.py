@@ -134,6 +134,11 @@ def training_stats(episodes: list[dict[str, Any]], paid: dict[str, float] | None
     return {**stats, **paid_stats}
 
 
+def run_id(cell: Cell) -> str:
+    """The LLM caches' run id of a cell (their sampling seeds derive from it): paired like its streams."""
+    return f"{cell.env_id}|{cell.agent}|seed={cell.seed}"
+
+
 def run_cell(cell: Cell, on_row: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """Train and evaluate one cell; returns its eval rows (also passed to ``on_row`` as they come).
 
@@ -156,8 +161,9 @@ def run_cell(cell: Cell, on_row: Callable[[dict[str, Any]], None] | None = None)
     from .wrappers.core import offline_steps
 
     torch.set_num_threads(1)  # cells run side by side, one core each
-    # LLM caches made in this cell record (or replay) its sampling calls under its own run id.
-    os.environ[RUN_ENV] = f"{cell.env_id}|{cell.shaping}|{cell.agent}|seed={cell.seed}"
+    # LLM caches made in this cell record (or replay) its sampling calls under the run id of its
+    # env, agent and seed, not its shaping: two LLM shapings of one seed draw the same samples.
+    os.environ[RUN_ENV] = run_id(cell)
     seeds = cell.seeds()
     hyper = dict(cell.hyperparams)
     gamma = hyper.setdefault("gamma", 0.99)  # one gamma for the agent and the shaping
@@ -207,7 +213,7 @@ def run_action_ppo_cell(cell: Cell, on_row: Callable[[dict[str, Any]], None] | N
     if cell.n_envs != 1:
         raise ValueError(f"action_ppo steps one env: set n_envs = 1 (got {cell.n_envs})")
     torch.set_num_threads(1)
-    os.environ[RUN_ENV] = f"{cell.env_id}|{cell.shaping}|{cell.agent}|seed={cell.seed}"
+    os.environ[RUN_ENV] = run_id(cell)
     seeds = cell.seeds()
     config = ActionPPOConfig(env_id=cell.env_id, shaping=cell.shaping, steps=cell.steps, seed=seeds.agent,
                              device="cpu", **cell.hyperparams)

@@ -141,15 +141,15 @@ def reached_steps(runs: list[list[dict[str, Any]]], threshold: float, mode: str 
     """Per seed, the first evaluation step within the budget whose success rate reaches
     ``threshold`` (None: never within the budget)."""
     field = "success_rate" + MODES[mode]
-    return [stats.steps_to_threshold([r["step"] for r in rows], [r.get(field) or 0.0 for r in rows], threshold,
+    return [stats.steps_to_threshold([r["step"] for r in rows], [r.get(field, 0.0) for r in rows], threshold,
                                      budget=rows[0]["budget"]) for rows in runs]
 
 
 def never_paid(rows: list[dict[str, Any]]) -> bool | None:
-    """Whether a shaped run's terms summed to 0 over every training episode (its final row's
-    ``train_term_abs.*`` all exactly 0): then it trained on the task reward alone, plain ``none``
-    under other streams. None (unknown) when the row carries no ``train_term_abs.*``; False for
-    ``none``, which pays nothing by design."""
+    """Whether a shaped run's terms summed to 0 in every training episode (its final row's
+    ``train_term_abs.*``, sums of each episode's |term|, all exactly 0): then it trained on the task
+    reward alone (under paired cells, on `none`'s very streams). None (unknown) when the row
+    carries no ``train_term_abs.*``; False for ``none``, which pays nothing by design."""
     if rows[0]["shaping"] == "none":
         return False
     totals = [v for k, v in rows[-1].items() if k.startswith("train_term_abs.")]
@@ -297,7 +297,10 @@ def noise_floor(comparisons: list[Comparison], reps: int) -> list[str]:
     if not nulls:
         return [f"Noise floor: not measured here (no `{PLACEBO}` cells beside `none` cells of the same "
                 f"definition); add the `{PLACEBO}` shaping to the grid to measure the rule's false-positive rate."]
-    judged = [c for c in nulls if c.verdict != stats.TOO_FEW]
+    # A score on which every pair ties (sampled success of 1 everywhere) can give no false positive:
+    # counting it would pad the rate.
+    judged = [c for c in nulls if c.verdict != stats.TOO_FEW and np.any(c.differences != 0)]
+    tied = sum(c.verdict != stats.TOO_FEW and not np.any(c.differences != 0) for c in nulls)
     groups = len({(c.entry.env_id, c.entry.agent, c.entry.label) for c in nulls})
     modes = len({c.mode for c in nulls})
     where = (f"{groups} env/agent group{'s' if groups != 1 else ''} x {len(SCORES)} scores x "
@@ -305,8 +308,10 @@ def noise_floor(comparisons: list[Comparison], reps: int) -> list[str]:
     false = sum(c.verdict != stats.NO_DIFFERENCE for c in judged)
     lines = [f"Noise floor: `{PLACEBO}` vs `none` (zero-mean noise against nothing: every verdict other than "
              f"\"no measured difference\" is a false positive): {_share(false, len(judged))} verdicts are not "
-             f"\"no measured difference\", over {where}" + (f" ({len(nulls) - len(judged)} with too few seeds)"
-                                                            if len(judged) < len(nulls) else "") + "."]
+             f"\"no measured difference\", over {where}" + (f", leaving out {tied} whose pairs all tie" if tied else "")
+             + (f" ({len(nulls) - len(judged) - tied} with too few seeds)" if len(nulls) - len(judged) - tied else "")
+             + ". The verdicts of one grid are correlated (scores and modes of the same runs): read the rate as "
+             "an estimate from few independent comparisons."]
     splittable = [c for c in judged if len(c.seeds) >= 2 * stats.MIN_PAIRED_SEEDS]
     if not splittable:
         lines.append(f"Half-split rate: not measured (it needs at least {2 * stats.MIN_PAIRED_SEEDS} common seeds).")
@@ -316,7 +321,8 @@ def noise_floor(comparisons: list[Comparison], reps: int) -> list[str]:
     halves = sorted({f"{len(c.seeds) // 2} of {len(c.seeds)}" for c in splittable})
     lines.append(f"Half-split rate: over {HALF_SPLITS} random half-splits of the seeds ({', '.join(halves)} seeds) of "
                  f"each of {len(splittable)} `{PLACEBO}` comparisons, {_share(sum(v != stats.NO_DIFFERENCE for v in verdicts), len(verdicts))} "
-                 "verdicts are not \"no measured difference\".")
+                 "verdicts are not \"no measured difference\" (resamplings of one grid: the rule's stability at half "
+                 "the seeds as much as its false-positive rate).")
     return lines
 
 
@@ -334,12 +340,12 @@ def rule_lines(baselines: Sequence[str]) -> list[str]:
         f"{stats.MIN_PAIRED_SEEDS} common seeds: no verdict (\"too few seeds\"). \"worse by\" gives the drop "
         "(baseline minus entry) and its interval.",
         "",
-        "MDE: the minimum detectable effect, the smallest true difference the comparison would find with 80% "
-        "power in a two-sided test at 5%, at its number of seeds n: (z_0.975 + z_0.8) * sd(paired differences) / "
-        f"sqrt(n). The sd is that of `{PLACEBO}` vs `none` of the same env, agent, score and mode where the grid "
+        "MDE: the minimum detectable effect, the smallest true difference a paired t-test would find with 80% "
+        "power at a two-sided 5%, at the comparison's number of seeds n: (t_0.975 + t_0.8, n - 1 degrees of "
+        f"freedom) * sd(paired differences) / sqrt(n): the scale of effect the grid resolves. The sd is that of `{PLACEBO}` vs `none` of the same env, agent, score and mode where the grid "
         "has it (\"placebo's spread\"), else the comparison's own (\"own spread\"). An effect smaller than the MDE "
-        "can hide in a \"no measured difference\"; one at least as large is found 4 times in 5. With few seeds the bootstrap interval is narrower "
-        "than its nominal 95%: the noise floor below is the rule's measured false-positive rate.",
+        "can hide in a \"no measured difference\". With few seeds the bootstrap interval is narrower than its "
+        "nominal 95%: the noise floor below is the rule's measured false-positive rate.",
     ]
 
 
@@ -375,6 +381,8 @@ def _never_paid_cell(entry: Entry) -> str:
 
 
 def _steps_cell(entry: Entry, threshold: float) -> str:
+    if any("success_rate" not in row for rows in entry.runs for row in rows):
+        return "—"  # no deterministic evaluation (protocol-1 action_ppo rows)
     reached = reached_steps(entry.runs, threshold)
     median = stats.median_steps(reached)
     k = sum(s is not None for s in reached)
@@ -496,8 +504,8 @@ def intro(entries: list[Entry], baselines: Sequence[str]) -> list[str]:
         "budget counts as never (not as the budget), so the median is \"not reached\" once half the seeds or "
         "more never reach it; k/n counts the seeds that did.", "",
         f"{NON_INVARIANT} marks a shaping that can change the optimal policy. {NEVER_PAID} never paid: in those "
-        "seeds the shaping's terms summed to 0 over every training episode, so the run is plain `none` under "
-        "other streams, not the method (\"?\": the rows do not record it).", "",
+        "seeds the shaping's terms summed to 0 in every training episode, so the run trained on the task reward "
+        "alone (under paired cells, `none`'s own run), not the method (\"?\": the rows do not record it).", "",
     ]
     if protocols != [2]:
         lines += [f"Bench protocols here: {', '.join(map(str, protocols))}. Protocol 1 cells share no stream "

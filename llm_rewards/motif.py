@@ -104,9 +104,12 @@ class RewardModel:
     def __init__(self, size: int, hidden: int = 256, lr: float = 1e-4, seed: int = 0):
         import torch
 
-        self.net = seeded_init(torch.nn.Sequential(torch.nn.Linear(size, hidden), torch.nn.ReLU(),
-                                                   torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
-                                                   torch.nn.Linear(hidden, 1)), seed)
+        # Built while the agent trains (Motif's lazy offline phase, ONI's first labels): the layers'
+        # default initialisation, overwritten below, must not draw from the agent's generator.
+        with torch.random.fork_rng(devices=[]):
+            self.net = seeded_init(torch.nn.Sequential(torch.nn.Linear(size, hidden), torch.nn.ReLU(),
+                                                       torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
+                                                       torch.nn.Linear(hidden, 1)), seed)
         self.optimiser = torch.optim.Adam(self.net.parameters(), lr=lr)
         self.rng = np.random.default_rng(seed)
 

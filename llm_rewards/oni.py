@@ -78,9 +78,10 @@ class Classifier:
     def __init__(self, size: int, seed: int = 0, lr: float = 1e-4):
         import torch
 
-        self.net = seeded_init(torch.nn.Sequential(torch.nn.Linear(size, 512), torch.nn.ReLU(), torch.nn.Dropout(0.1),
-                                                   torch.nn.Linear(512, 512), torch.nn.ReLU(), torch.nn.Dropout(0.1),
-                                                   torch.nn.Linear(512, 2)), seed)
+        with torch.random.fork_rng(devices=[]):  # built once labels arrive, mid-training: see motif.RewardModel
+            self.net = seeded_init(torch.nn.Sequential(torch.nn.Linear(size, 512), torch.nn.ReLU(), torch.nn.Dropout(0.1),
+                                                       torch.nn.Linear(512, 512), torch.nn.ReLU(), torch.nn.Dropout(0.1),
+                                                       torch.nn.Linear(512, 2)), seed)
         self.optimiser = torch.optim.Adam(self.net.parameters(), lr=lr)
         self.rng = np.random.default_rng(seed)
 
@@ -92,7 +93,7 @@ class Classifier:
         # Dropout draws from torch's global generator, which the agent samples its actions from:
         # draw the masks from this classifier's own stream and leave the agent's where it was.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(self.rng.integers(2**63)))
+            torch.default_generator.manual_seed(int(self.rng.integers(2**63)))
             for _ in range(steps):
                 rows = self.rng.integers(len(x), size=min(batch_size, len(x)))
                 loss = torch.nn.functional.cross_entropy(self.net(features[rows]), labels[rows])

@@ -11,7 +11,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from align_gym.agents import env_seeds, evaluate, make_vec_env, seeded_model
 from align_gym.cell import PROTOCOL, Cell, run_cell
-from align_gym.wrappers import module_seed, shaping_layers
+from align_gym.wrappers import make_modules, module_seed, shaping_layers
 
 SMALL = {"n_steps": 32, "batch_size": 64, "n_epochs": 2}  # 128-step rollouts: 16 updates in 2,048 steps
 
@@ -66,6 +66,10 @@ def test_two_seeds_share_no_stream_and_get_different_module_networks():
     # the same module gets the same network in another stack of the same seed
     assert torch.equal(mine, target_weights(first.train, "count+rnd"))
     assert module_seed(first.train, "rnd") != module_seed(first.train, "e3b")
+    # a seed written in the spec is folded into the run's: it still differs between run seeds
+    assert not torch.equal(target_weights(first.train, "rnd(seed=3)"), target_weights(second.train, "rnd(seed=3)"))
+    ircr = [make_modules("ircr", None, gamma=0.99, seed=s)[0].rng.integers(2**31) for s in (first.train, second.train)]
+    assert ircr[0] != ircr[1]  # every module with a generator takes the run's seed
 
 
 def test_training_envs_keep_the_streams_make_vec_env_drew_with_a_model_attached():
@@ -95,9 +99,11 @@ def test_training_envs_keep_the_streams_make_vec_env_drew_with_a_model_attached(
 
 def test_sampled_evaluation_is_reproducible_and_leaves_the_training_stream_alone():
     model = seeded_model(PPO, make_vec_env("Align/KeyDoor-5x5-v0", n_envs=2, gamma=0.99, seed=0), 3, n_steps=16)
-    state = torch.get_rng_state()
+    state, numpy_state = torch.get_rng_state(), np.random.get_state()[1].copy()
+    space_state = model.action_space.np_random.bit_generator.state
     once = evaluate(model, "Align/KeyDoor-5x5-v0", 6, seed=11, deterministic=False)
-    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(torch.get_rng_state(), state) and np.array_equal(np.random.get_state()[1], numpy_state)
+    assert model.action_space.np_random.bit_generator.state == space_state
     assert evaluate(model, "Align/KeyDoor-5x5-v0", 6, seed=11, deterministic=False) == once
     # an untrained policy's samples wander where its argmax repeats one move: the modes differ
     assert evaluate(model, "Align/KeyDoor-5x5-v0", 6, seed=11, deterministic=True) != once

@@ -101,7 +101,7 @@ def test_a_large_shift_is_better_and_a_negative_one_worse(paired_grid):
 def test_the_rule_and_the_mde_are_stated(paired_grid):
     _, summary = paired_grid
     assert '**Rule: better (or worse) when the 95% paired interval of the IQM difference excludes 0' in summary
-    assert "80% power in a two-sided test at 5%" in summary and "(z_0.975 + z_0.8) * sd(paired differences) / sqrt(n)" in summary
+    assert "80% power at a two-sided 5%" in summary and "(t_0.975 + t_0.8, n - 1 degrees of freedom) * sd(paired differences) / sqrt(n)" in summary
     # the placebo exists for this env: every comparison's MDE comes from its spread
     assert all("placebo's spread" in v for v in verdict_lines(summary, "count"))
 
@@ -121,9 +121,10 @@ def test_pairing_finds_a_shift_that_the_seeds_own_noise_would_hide(paired_grid):
 def test_the_placebo_measures_the_rules_false_positive_rate(paired_grid):
     _, summary = paired_grid
     floor = next(line for line in summary.splitlines() if line.startswith("Noise floor:"))
-    assert re.search(r": \d+ of 6 \(\d+%\) verdicts are not \"no measured difference\", over 1 env/agent group x 3 scores x 2 evaluation modes", floor), floor
+    # the grid's success scores all tie (0 on every seed): those comparisons cannot give a false positive
+    assert re.search(r": \d+ of 4 \(\d+%\) verdicts are not \"no measured difference\", over 1 env/agent group x 3 scores x 2 evaluation modes, leaving out 2 whose pairs all tie", floor), floor
     split = next(line for line in summary.splitlines() if line.startswith("Half-split rate:"))
-    assert re.search(r"over 200 random half-splits of the seeds \(5 of 10 seeds\) of each of 6 `placebo` comparisons, \d+ of 1200 \(\d+%\)", split), split
+    assert re.search(r"over 200 random half-splits of the seeds \(5 of 10 seeds\) of each of 4 `placebo` comparisons, \d+ of 800 \(\d+%\)", split), split
 
 
 def test_both_evaluation_modes_are_in_the_table(paired_grid):
@@ -198,7 +199,7 @@ def test_a_shaping_that_never_paid_is_flagged(tmp_path):
     summary = write_report(write_results(tmp_path, cells), reps=REPS)
     table = {line.split("|")[1].strip(): line.split("|")[-2].strip() for line in summary.splitlines() if line.startswith("| ")}
     assert table["lazy"] == "3/3 ∅" and table["silent"] == "?" and table["paid"] == "0/3" and table["none"] == "—"
-    assert "∅ never paid: in those seeds the shaping's terms summed to 0 over every training episode" in summary
+    assert "∅ never paid: in those seeds the shaping's terms summed to 0 in every training episode" in summary
     assert all("; 3/3 seeds never paid)." in line for line in verdict_lines(summary, "lazy"))
     assert not any("never paid)" in line for line in verdict_lines(summary, "paid") + verdict_lines(summary, "silent"))
 

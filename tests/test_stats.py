@@ -121,9 +121,10 @@ def test_pairing_removes_a_common_per_seed_offset_that_hides_the_shift_unpaired(
 
 def test_minimum_detectable_effect_on_known_numbers():
     d = [1.0, 2.0, 3.0, 4.0, 5.0]  # sd (n - 1) = sqrt(2.5)
-    expected = (1.959963984540054 + 0.8416212335729143) * np.sqrt(2.5) / np.sqrt(5)
-    assert stats.minimum_detectable_effect(d) == pytest.approx(expected)
-    assert stats.minimum_detectable_effect(d, n=20) == pytest.approx(expected * np.sqrt(5 / 20))  # a spread, other n
+    # t quantiles with 4 degrees of freedom: t_0.975 = 2.776, t_0.8 = 0.941 (tables)
+    assert stats.minimum_detectable_effect(d) == pytest.approx((2.776 + 0.941) * np.sqrt(2.5) / np.sqrt(5), abs=0.01)
+    # 19 degrees of freedom: 2.093 and 0.861
+    assert stats.minimum_detectable_effect(d, n=20) == pytest.approx((2.093 + 0.861) * np.sqrt(2.5) / np.sqrt(20), abs=0.01)
     assert np.isnan(stats.minimum_detectable_effect([1.0]))
 
 

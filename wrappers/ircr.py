@@ -64,6 +64,7 @@ class IRCR:
         return np.where(np.isnan(guidance), float(((known - low) / (high - low)).mean()), guidance)
 
 
-def make_ircr(env: Any, gamma: float, capacity: int = 200_000, name: str = "ircr") -> Redistribution:
-    """The ``ircr`` shaping: relabelled in the agent (install with ``install_credit``)."""
-    return Redistribution(IRCR(), capacity=capacity, name=name)
+def make_ircr(env: Any, gamma: float, capacity: int = 200_000, seed: int = 0, name: str = "ircr") -> Redistribution:
+    """The ``ircr`` shaping: relabelled in the agent (install with ``install_credit``); ``seed``
+    seeds its generator (an off-policy agent's relabelled minibatches draw from it)."""
+    return Redistribution(IRCR(), capacity=capacity, seed=seed, name=name)

@@ -34,9 +34,10 @@ class FlatObservations:
 
 
 def seeded_init(net: Any, seed: int, orthogonal_gain: float | None = None) -> Any:
-    """Initialise every linear layer of ``net`` from a private generator seeded with ``seed`` (no
-    global RNG: the agent's stream stays its own): Kaiming-uniform weights, or orthogonal ones with
-    ``orthogonal_gain``; zero biases. Returns ``net``."""
+    """Initialise every linear layer of ``net`` from a private generator seeded with ``seed``:
+    Kaiming-uniform weights, or orthogonal ones with ``orthogonal_gain``; zero biases. Returns
+    ``net``. Building the layers already drew their default weights from torch's global generator:
+    a network built while an agent trains is built inside ``torch.random.fork_rng``."""
     import torch
 
     generator = torch.Generator().manual_seed(seed)

@@ -238,17 +238,18 @@ def make_modules(spec: SpecLike | ShapingSpec, env: Any, *, gamma: float,
     vector env or SB3 VecEnv); ``none`` layers add none. ``gamma`` is the agent's discount.
 
     With ``seed``, every module that draws random numbers (networks, offline data, its own
-    sampling) and was given no ``seed=`` in the spec gets :func:`module_seed` of it under its
-    name: run seeds give modules different networks, and the same module gets the same network
-    in every stack of one run seed (the bench's paired cells). Without it, modules keep their
-    own default seeds."""
+    sampling) gets :func:`module_seed` of it under its name (and under the spec's own ``seed=``
+    where one is given, so that ``rnd(seed=3)`` still differs between run seeds): run seeds give
+    modules different networks, and the same module gets the same network in every stack of one
+    run seed (the bench's paired cells). Without it, modules keep their own or default seeds."""
     layers = parse_spec(spec)
     entries = [get_entry(layer.name) for layer in layers]  # every name checked before anything is built
     modules = []
     for layer, entry in zip(layers, entries):
         kwargs = dict(layer.kwargs)
-        if seed is not None and "seed" not in kwargs and "seed" in inspect.signature(entry.builder()).parameters:
-            kwargs["seed"] = module_seed(seed, str(kwargs.get("name", layer.name)))
+        if seed is not None and "seed" in inspect.signature(entry.builder()).parameters:
+            label = str(kwargs.get("name", layer.name)) + (f"|seed={kwargs['seed']}" if "seed" in kwargs else "")
+            kwargs["seed"] = module_seed(seed, label)
         try:
             module = entry.build(env, gamma=gamma, **kwargs)
         except TypeError as error:
