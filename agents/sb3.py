@@ -252,6 +252,11 @@ class Evaluation:
     success_rate: float
     mean_length: float
 
+    def row_fields(self, suffix: str = "") -> dict[str, float]:
+        """The bench row's fields of this evaluation (``suffix`` "_sampled" for the sampled mode)."""
+        return {f"return_mean{suffix}": self.mean_return, f"return_std{suffix}": self.std_return,
+                f"success_rate{suffix}": self.success_rate}
+
 
 def stack(observations: list[Any]) -> Any:
     """One batch from single observations (a dict of arrays for dict observations)."""
@@ -374,9 +379,8 @@ class TaskEvalCallback(BaseCallback):
     def _evaluate(self) -> None:
         row: dict[str, Any] = {"step": int(self.num_timesteps) + self.step_offset}
         for deterministic, suffix in ((True, ""), (False, "_sampled")):
-            result = evaluate(self.model, self.env_id, self.n_episodes, self.seed, deterministic, self.env_kwargs)
-            row.update({f"return_mean{suffix}": result.mean_return, f"return_std{suffix}": result.std_return,
-                        f"success_rate{suffix}": result.success_rate})
+            row.update(evaluate(self.model, self.env_id, self.n_episodes, self.seed, deterministic,
+                                self.env_kwargs).row_fields(suffix))
         self.rows.append(row)
         if self.on_row is not None:
             self.on_row(row)

@@ -227,9 +227,8 @@ def run_action_ppo_cell(cell: Cell, on_row: Callable[[dict[str, Any]], None] | N
                 paid[name] = paid.get(name, 0.0) + abs(float(value))
         row: dict[str, Any] = {"step": step}
         for deterministic, suffix in ((True, ""), (False, "_sampled")):
-            result = evaluate_action_policy(policy, cell.env_id, cell.eval_episodes, seeds.evaluation, deterministic)
-            row.update({f"return_mean{suffix}": result.mean_return, f"return_std{suffix}": result.std_return,
-                        f"success_rate{suffix}": result.success_rate})
+            row.update(evaluate_action_policy(policy, cell.env_id, cell.eval_episodes, seeds.evaluation,
+                                              deterministic).row_fields(suffix))
         row.update(**training_stats(episodes[-100:], paid), **definition, status="ok")
         rows.append(row)
         if on_row is not None:
