@@ -4,7 +4,7 @@
 >>> env = gym.make("Align/KeyDoor-v0")
 >>> obs, info = env.reset(seed=0)
 >>> sorted(info)
-['caption', 'state']
+['caption', 'state', 'task']
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -7,8 +7,10 @@ An Align env is a plain :class:`gymnasium.Env` that also offers, for shaping met
 - ``potentials``: name -> a pure function of the state dict (``"reference"`` is hand-written task
   progress, ``"distance"`` minus the distance to the goal). They are plain functions of
   ``info["state"]`` so that wrappers can evaluate them for sub-envs in other processes;
-- ``info["caption"]`` and ``info["state"]`` on reset and on every step, ``info["success"]`` on the
-  last step of an episode.
+- ``info["caption"]``, ``info["state"]`` and ``info["task"]`` (the episode's task: some tasks draw
+  a new one per episode) on reset and on every step, ``info["success"]`` on the last step of an
+  episode; ``info["surroundings"]`` where the caption names only events (what persists around the
+  agent: its room and what it sees there).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ class AlignEnv(gym.Env):
         raise NotImplementedError
 
     def _info(self, caption: str, success: bool | None = None) -> dict[str, Any]:
-        info: dict[str, Any] = {"caption": caption, "state": self.state_dict()}
+        info: dict[str, Any] = {"caption": caption, "state": self.state_dict(), "task": self.task}
         if success is not None:
             info["success"] = success
         return info

@@ -3,8 +3,10 @@
 :class:`MiniHackEnv` wraps one MiniHack env (the ``[minihack]`` extra: ``pip install
 "align-gym[minihack]"``) and adds what every Align env offers:
 
-- a caption: the NetHack message of this step, then what stands next to the agent in words
-  ("Next to you: a closed door, water."; the directions are in the state);
+- a caption of events: the NetHack message of this step, then what has just come next to the
+  agent ("You come next to a closed door."), the empty string when neither; what stands next to
+  the agent persists in ``info["surroundings"]`` ("Next to you: a closed door, water."; the
+  directions are in the state);
 - the task in words, per task;
 - a symbolic state read from the map and the inventory: position, whether a key is held, what is
   adjacent, and the distance to the staircase, the key and a closed door when they are in sight;
@@ -196,6 +198,7 @@ class MiniHackEnv(AlignEnv):
             })
         self._raw: dict[str, np.ndarray] = {}
         self._things: dict[str, list[str]] = {}
+        self._before: set[str] = set()  # the notable things next to the agent one frame ago
         self._steps = 0
 
     # -- reading the game ------------------------------------------------------------------
@@ -234,11 +237,16 @@ class MiniHackEnv(AlignEnv):
         }
 
     def _caption(self) -> str:
-        # Things without their directions, as the captions of Crafter in ELLM's paper: a few
-        # hundred distinct captions per task rather than thousands.
-        message, things = _text(self._raw["message"]), sorted(self._things)
-        around = f"Next to you: {', '.join(things)}." if things else "Nothing of note is next to you."
-        return f"{message} {around}" if message else around
+        """This frame's events: NetHack's message and the things that have just come next to the
+        agent. Things go without their directions, as the captions of Crafter in ELLM's paper: a
+        few dozen distinct captions per task rather than thousands."""
+        message, new = _text(self._raw["message"]), sorted(set(self._things) - self._before)
+        arrived = f"You come next to {', '.join(new)}." if new else ""
+        return " ".join(part for part in (message, arrived) if part)
+
+    def _surroundings(self) -> str:
+        things = sorted(self._things)
+        return f"Next to you: {', '.join(things)}." if things else "Nothing of note is next to you."
 
     def _observation(self, state: State) -> dict[str, np.ndarray] | np.ndarray:
         stats = np.array([state["x"] / 78.0, state["y"] / 20.0, float(state["holds_key"])], dtype=np.float32)
@@ -247,11 +255,13 @@ class MiniHackEnv(AlignEnv):
             return np.concatenate([np.eye(N_CLASSES, dtype=np.float32)[crop].reshape(-1), stats])
         return {"crop": crop, "stats": stats}
 
-    def _read(self, raw: dict[str, np.ndarray], success: bool | None = None):
+    def _read(self, raw: dict[str, np.ndarray], success: bool | None = None, first: bool = False):
         self._raw = {key: value.copy() for key, value in raw.items()}  # NLE reuses its arrays
+        self._before = set() if first else set(self._things)
         self._things = self._around()  # read by the state and the caption: once per frame
         state = self.state_dict()
-        info: dict[str, Any] = {"caption": self._caption(), "state": state}
+        info: dict[str, Any] = {"caption": self._caption(), "state": state, "task": self.task,
+                                "surroundings": self._surroundings()}
         if success is not None:
             info["success"] = success
         return self._observation(state), info
@@ -263,7 +273,7 @@ class MiniHackEnv(AlignEnv):
         self._game.seed(core, disp, reseed=False, lgen=lgen)
         raw, _ = self._game.reset()
         self._steps = 0
-        return self._read(raw)
+        return self._read(raw, first=True)
 
     def step(self, action):
         if not (isinstance(action, (int, np.integer)) or (np.ndim(action) == 0 and float(action).is_integer())) \

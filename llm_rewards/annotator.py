@@ -5,16 +5,21 @@ in flight) join a bounded queue. A worker thread takes the newest pending items 
 ONI's annotator does), calls ``label_fn(batch) -> labels`` and posts the labels, which
 ``poll()`` hands back. Reward models learn from what has arrived.
 
+- Every submitted item that is not a duplicate comes back through ``poll()`` once: with its
+  label, or with ``None`` when it got none (its answer did not parse, its batch failed, the queue
+  dropped or refused it). An item that came
+  back ``None`` is forgotten and may be submitted again (the caller bounds how often).
 - Queue full: the oldest pending item is dropped (and counted) to make room, since recent
   captions are what the agent sees now. ``policy="drop_new"`` refuses the new item instead.
 - Errors in ``label_fn`` are retried ``max_retries`` times with backoff, then the batch is counted
-  as failed and its items may be submitted again; nothing is raised into the env loop.
+  as failed; nothing is raised into the env loop.
 - A ``label_fn`` that hangs past ``label_timeout`` seconds is abandoned (its call runs in a thread
   of its own, which is left behind) and the batch retried; a
   :class:`~align_gym.llm_rewards.labeller.ProcessLabeller` enforces its own timeout instead, by
   killing and restarting its child. An exception anywhere else (an ``on_error`` callback that
   raises) is counted too: the worker thread lives on and the batch's items are released.
-- A label of ``None`` means the model's answer could not be parsed: counted as unparsed, kept.
+- A label of ``None`` from ``label_fn`` means the model's answer could not be parsed: counted as
+  unparsed.
 - ``stats`` counts all of it: submitted, duplicates, dropped, labelled, unparsed, batches,
   errors, timeouts, callback errors, failed items.
 
@@ -98,8 +103,9 @@ class Annotator:
                 if len(self._pending) >= self.max_pending:
                     self.stats.dropped += 1
                     if self.policy == "drop_new":
+                        self._arrived[item] = None
                         continue
-                    self._pending.popitem(last=False)
+                    self._arrived[self._pending.popitem(last=False)[0]] = None
                 self._pending[item] = None
                 queued += 1
             if queued:
@@ -215,9 +221,11 @@ class Annotator:
                 self.stats.batches += 1
                 if labels is None:
                     self.stats.failed += len(batch)  # not remembered: they may be submitted again
+                    self._arrived.update(dict.fromkeys(batch))
                 else:
                     for item, label in zip(batch, labels):
-                        self.labels[item] = label
+                        if label is not None:  # an unparsed answer is not remembered either
+                            self.labels[item] = label
                         self._arrived[item] = label
                         self.stats.labelled += 1
                         self.stats.unparsed += label is None

@@ -14,15 +14,18 @@ line that is not a bullet is discarded (no goals for that situation; counted).
 
 Adapted:
 
-- the situation is the env's caption (Align captions say what is seen and what just happened),
-  prefixed by the task, where the paper described Crafter's view and inventory;
+- the situation is the env's ``info["surroundings"]`` where it has them (what the agent sees
+  around it), else its last caption, prefixed by the episode's own task (``info["task"]``: on
+  TextQuest each episode has its quest), where the paper described Crafter's view and inventory;
+  the caption matched against the goals is the step's event, and a step without one (the empty
+  caption) matches nothing;
 - the threshold: the paper's 0.99 compares action names; captions need a lower one.
   :data:`THRESHOLD` = 0.55 is the middle of the interval (0.34, 0.77) of thresholds that separate
   the 10 matching from the 12 non-matching caption-goal pairs of :data:`HELD_OUT` (Crafter-like
   events, none from an Align task) with the embedded encoder; :func:`separating_thresholds`
   recomputes it;
-- suggestions are fetched synchronously, on the first sight of a situation (a handful per task:
-  KeyDoor has about 18 captions), and then cached in memory and on disk.
+- suggestions are fetched synchronously, on the first sight of a (task, situation) (a handful
+  per task: KeyDoor has about 18 captions), and then cached in memory and on disk.
 """
 
 from __future__ import annotations
@@ -68,15 +71,16 @@ class ELLMBonus(RewardModule):
     """Caption-goal similarity with LLM-suggested goals; see the module docstring."""
 
     invariant = False
-    needs = frozenset({"captions", "episode_ids", "terminated", "truncated"})
+    needs = frozenset({"captions", "tasks", "surroundings", "episode_ids", "terminated", "truncated"})
 
     def __init__(self, task: str, llm: Any = "hf:default", encoder: Any = None, threshold: float = THRESHOLD,
                  verbs: str = VERBS, max_tokens: int = 48, name: str = "ellm"):
+        # ``task``: the env's task, for transitions whose env states none of its own per episode
         self.task, self.threshold, self.verbs, self.max_tokens, self.name = task, threshold, verbs, max_tokens, name
         self._llm, self._encoder = llm, encoder  # built on first use: building the module costs nothing
         self._template: Any = None
-        self._goals: dict[str, list[str]] = {}  # situation -> suggested goals
-        self._last_caption: dict[int, str] = {}  # episode id -> the caption its next step starts from
+        self._goals: dict[tuple[str, str], list[str]] = {}  # (task, situation) -> suggested goals
+        self._situation: dict[int, str] = {}  # episode id -> the situation its next step starts from
         self._achieved: dict[int, set[str]] = {}  # episode id -> goals already rewarded
         self.stats = {"queries": 0, "unparsed": 0, "goals_achieved": 0}
 
@@ -94,33 +98,36 @@ class ELLMBonus(RewardModule):
 
         return self._encoder or shared_encoder()
 
-    def goals(self, caption: str) -> list[str]:
-        """The suggested goals for the situation ``caption`` describes (asked once, then kept)."""
-        if caption not in self._goals:
+    def goals(self, situation: str, task: str | None = None) -> list[str]:
+        """The suggested goals for ``situation`` under ``task`` (the module's task by default):
+        asked once, then kept."""
+        key = (task or self.task, situation)
+        if key not in self._goals:
             from .prompts import load_template
 
             self._template = self._template or load_template("ellm_goals")
-            prompt = self._template.render_chat(verbs=self.verbs, state=f"{self.task} {caption}".strip())
+            prompt = self._template.render_chat(verbs=self.verbs, state=" ".join(key).strip())
             [[answer]] = generate_from_template(self.client, [prompt], self._template.key, max_tokens=self.max_tokens,
                                                 temperature=0.1, seed=0)
             self.stats["queries"] += 1
             try:
-                self._goals[caption] = parse_bullets(answer)
+                self._goals[key] = parse_bullets(answer)
             except ParseError:  # a line that is not a bullet: the answer is discarded, as in the paper
                 self.stats["unparsed"] += 1
-                self._goals[caption] = []
-        return self._goals[caption]
+                self._goals[key] = []
+        return self._goals[key]
 
     def start_episodes(self, starts: EpisodeStarts) -> None:
-        for episode, caption in zip(starts.episode_ids, starts.captions):
-            self._last_caption[int(episode)], self._achieved[int(episode)] = caption, set()
+        for episode, caption, surroundings in zip(starts.episode_ids, starts.captions, starts.surroundings):
+            self._situation[int(episode)], self._achieved[int(episode)] = surroundings or caption, set()
 
     def reward(self, batch: TransitionBatch) -> np.ndarray:
         out = np.zeros(len(batch))
         for i, (episode, caption) in enumerate(zip(batch.episode_ids, batch.captions)):
             episode = int(episode)
             achieved = self._achieved.setdefault(episode, set())
-            goals = [g for g in self.goals(self._last_caption.get(episode, "")) if g not in achieved]
+            situation = self._situation.get(episode, "")
+            goals = [g for g in self.goals(situation, batch.tasks[i]) if g not in achieved] if caption else []
             if goals:
                 similarity = self.encoder.encode(goals) @ self.encoder.encode([caption])[0]
                 best = int(np.argmax(similarity))
@@ -129,10 +136,10 @@ class ELLMBonus(RewardModule):
                     achieved.add(goals[best])
                     self.stats["goals_achieved"] += 1
             if batch.terminated[i] or batch.truncated[i]:
-                self._last_caption.pop(episode, None)
+                self._situation.pop(episode, None)
                 self._achieved.pop(episode, None)
             else:
-                self._last_caption[episode] = caption
+                self._situation[episode] = batch.surroundings[i] or caption
         return out
 
     def update(self, batch: TransitionBatch) -> dict[str, float]:
@@ -141,10 +148,10 @@ class ELLMBonus(RewardModule):
         return {**{k: float(v) for k, v in self.stats.items()}, **cost}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"goals": dict(self._goals)}
+        return {"goals": [[task, situation, goals] for (task, situation), goals in self._goals.items()]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._goals = dict(state["goals"])
+        self._goals = {(task, situation): list(goals) for task, situation, goals in state["goals"]}
 
 
 def make_ellm(env: Any, gamma: float, coef: float = 1.0, llm: str = "hf:default", threshold: float = THRESHOLD,

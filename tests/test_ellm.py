@@ -26,7 +26,7 @@ def test_the_stated_threshold_separates_the_held_out_pairs(encoder):
 
 def test_matching_captions_are_rewarded_and_others_not(encoder):
     bonus = ELLMBonus("Open the door.", llm="unused: goals are given", encoder=encoder)
-    bonus._goals["A key lies here."] = ["pick up key", "open door"]  # as if the LLM had suggested them
+    bonus._goals["Open the door.", "A key lies here."] = ["pick up key", "open door"]  # as if the LLM had suggested them
     bonus.start_episodes(EpisodeStarts([0, 1, 2], [None] * 3, ["A key lies here."] * 3, [{}] * 3))
     captions = ["You pick up the key.", "You bump into the wall.", "You move left."]
     batch = TransitionBatch([0] * 3, [0] * 3, [0] * 3, captions, [{}] * 3, [{}] * 3, np.zeros(3),
@@ -59,3 +59,24 @@ def test_ellm_end_to_end_with_the_embedded_model_and_its_replay(tmp_path, embedd
     replayed, replay_bonus = run("replay")  # every suggestion comes from the file: the same rewards, in order
     assert replayed == recorded
     assert replay_bonus.update(None)["llm_cache_hits"] >= bonus.stats["queries"]
+
+
+def test_goals_are_asked_for_each_episodes_own_task_and_surroundings(embedded, encoder):
+    """On TextQuest every episode has its own quest: ELLM asks for goals under that quest, about
+    what the agent sees (the surroundings), and matches only events (the empty caption pays 0)."""
+    env = gym.make("Align/TextQuest-medium-v0")
+    bonus = ELLMBonus(env.unwrapped.task, embedded, encoder)
+    env = ShapingWrapper(env, IntrinsicTerm(bonus, coef=1.0))
+    rng = np.random.default_rng(0)
+    tasks = set()
+    for seed in (0, 3, 9):  # three quests: the jade statue, the old map, the ruby amulet
+        _, info = env.reset(seed=seed)
+        tasks.add(info["task"])
+        situations = set()
+        for _ in range(4):  # each valid command is an event: goals are asked for what the agent saw before it
+            situations.add(info["surroundings"])
+            *_, info = env.step(info["valid_actions"][int(rng.integers(len(info["valid_actions"])))])
+        _, *_, info = env.step("dance")  # changes nothing: no event
+        assert info["caption"] == "" and info["reward_terms"]["ellm"] == 0.0
+        assert {(info["task"], s) for s in situations} <= set(bonus._goals)
+    assert len(tasks) == 3 and {task for task, _ in bonus._goals} == tasks

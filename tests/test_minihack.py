@@ -23,7 +23,8 @@ def test_reaching_the_staircase_is_a_success_with_a_readable_last_step():
     for _ in range(3):
         _, reward, terminated, truncated, info = env.step(SOUTH_EAST)
         assert (reward, terminated, truncated) == (0.0, False, False) and "success" not in info
-    assert info["caption"] == "Next to you: the staircase down."
+    assert info["caption"] == "You come next to the staircase down."  # an event: it has just come next
+    assert info["surroundings"] == "Next to you: the staircase down."  # what persists
     assert info["state"]["adjacent"] == "the staircase down (south-east)"
     _, reward, terminated, truncated, info = env.step(SOUTH_EAST)
     # NetHack blanks its screen when the game ends: the adapter rebuilds the last frame
@@ -31,6 +32,28 @@ def test_reaching_the_staircase_is_a_success_with_a_readable_last_step():
     assert info["caption"].startswith("You reach the staircase down.")
     assert info["state"]["stairs_dist"] == 0 and (info["state"]["x"], info["state"]["y"]) != (0, 0)
     assert env.unwrapped.potentials["reference"](info["state"]) == 1.0
+
+
+def test_captions_are_events_and_surroundings_persist():
+    """A step that changes nothing the agent perceives has the empty caption; what stays next to
+    the agent is in ``info["surroundings"]`` and never repeats as a caption."""
+    env = gym.make("Align/MiniHack-KeyRoom-S5-v0")
+    _, info = env.reset(seed=0)
+    env.action_space.seed(0)
+    assert info["task"] == env.unwrapped.task and info["surroundings"]
+    before, empty = info["surroundings"], 0
+    for _ in range(2000):
+        _, _, terminated, truncated, info = env.step(env.action_space.sample())
+        caption = info["caption"]
+        assert "Next to you" not in caption
+        if info["surroundings"] == before and "You come next to" in caption:
+            raise AssertionError(f"a thing already next to the agent captioned again: {caption!r}")
+        empty += caption == ""
+        before = info["surroundings"]
+        if terminated or truncated:
+            _, info = env.reset()
+            before = info["surroundings"]
+    assert empty > 500  # most random steps change nothing the agent perceives
 
 
 def test_the_step_limit_is_a_truncation_not_a_termination():

@@ -17,10 +17,10 @@ def test_bradley_terry_recovers_a_known_ranking():
     rank = {caption: k for k, caption in enumerate(RANKED)}  # later in the list is better
 
     def prefer(pairs):  # synthetic preferences drawn from the Bradley-Terry model of the ranking
-        return [1.0 / (1.0 + np.exp(rank[a] - rank[b])) for a, b in pairs]
+        return [1.0 / (1.0 + np.exp(rank[a] - rank[b])) for _, a, b in pairs]
 
-    motif = MotifBonus(RANKED * 10, prefer, pairs=2000, seed=0, steps=600, batch_size=128)
-    scores = motif.normalised(RANKED)
+    motif = MotifBonus([("", c) for c in RANKED * 10], prefer, pairs=2000, seed=0, steps=600, batch_size=128)
+    scores = motif.normalised([("", c) for c in RANKED])
     assert list(np.argsort(scores)) == list(range(len(RANKED)))  # the order is recovered
     assert motif.stats["ties"] > 0 and motif.stats["unparsed"] == 0
     # the top half passes the median threshold and pays, divided by N_ep(c)^3 within an episode
@@ -36,8 +36,9 @@ def test_motif_with_the_oracle_prefers_subgoal_captions_through_the_vector_adapt
     envs = shape_vector_env(gym.make_vec("Align/KeyDoor-5x5-v0", num_envs=2, vectorization_mode="sync"),
                             "pbrs(potential=reference)+motif(llm=oracle, pairs=400, offline_steps=3000, steps=300, batch_size=128)", gamma=0.99)
     motif = next(layer.module.bonus for layer in align_gym.wrappers.shaping_layers(envs) if layer.module.name == "motif")
+    task = "Pick up the key, unlock the door with it, and walk to the green goal square."
     scores = dict(zip(["You pick up the key.", "You bump into the wall."],
-                      motif.normalised(["You pick up the key.", "You bump into the wall."])))
+                      motif.normalised([(task, "You pick up the key."), (task, "You bump into the wall.")])))
     assert scores["You pick up the key."] > scores["You bump into the wall."]
     envs.reset(seed=0)
     for _ in range(50):
@@ -47,14 +48,13 @@ def test_motif_with_the_oracle_prefers_subgoal_captions_through_the_vector_adapt
 
 def test_the_embedded_models_preferences_replay_from_the_cache(tmp_path, embedded):
     env = gym.make("Align/KeyDoor-5x5-v0")
-    captions = [c for c, _ in collect_captions(env, 300, seed=0)]
+    dataset = [(t, c) for t, c, _ in collect_captions(env, 300, seed=0)]
     path = tmp_path / "motif.sqlite"
 
     def offline(mode, preference):
-        prefer = llm_preferences(CachedClient(embedded, LLMCache(path, mode)), env.unwrapped.task, preference,
-                                 max_tokens=24)
-        motif = MotifBonus(captions, prefer, pairs=6, seed=0, steps=50)
-        return motif.normalised(sorted(set(captions))), motif.stats
+        prefer = llm_preferences(CachedClient(embedded, LLMCache(path, mode)), preference, max_tokens=24)
+        motif = MotifBonus(dataset, prefer, pairs=6, seed=0, steps=50)
+        return motif.normalised(sorted(set(dataset))), motif.stats
 
     for preference in ("logprob", "generate"):
         first, stats = offline("readwrite", preference)

@@ -16,9 +16,9 @@ from align_gym.wrappers.intrinsic import IntrinsicTerm
 HELPFUL = {"You pick up the key.", "You unlock the door with the key."}
 
 
-def known_labels(captions):
+def known_labels(items):
     """A labeller for the reward path alone (what the annotator produced is what must be paid)."""
-    return [c in HELPFUL for c in captions]
+    return [c in HELPFUL for _, c in items]
 
 
 def batch(captions, episode=0):
@@ -33,7 +33,7 @@ def test_retrieval_pays_the_labels_the_annotator_produced_divided_by_the_episode
     captions = ["You pick up the key.", "You move left."]
     assert list(oni.reward(batch(captions))) == [0.0, 0.0]  # asked, not arrived yet
     assert list(oni.reward(batch(captions))) == [1.0 / 2 ** 3, 0.0]  # arrived; second sight this episode
-    assert oni.labels == {"You pick up the key.": True, "You move left.": False}
+    assert oni.labels == {("", "You pick up the key."): True, ("", "You move left."): False}
 
 
 def test_retrieval_with_async_delivery_uses_the_real_annotator():
@@ -46,7 +46,7 @@ def test_retrieval_with_async_delivery_uses_the_real_annotator():
 
 def test_classification_learns_the_labels_and_generalises():
     captions = [f"You pick up the key number {i}." for i in range(10)] + [f"You bump into wall {i}." for i in range(10)]
-    oni = ONIBonus(lambda cs: ["key" in c for c in cs], "classification", delivery="sync", delay=0, seed=0)
+    oni = ONIBonus(lambda items: ["key" in c for _, c in items], "classification", delivery="sync", delay=0, seed=0)
     for step in range(15):  # labels arrive, and the classifier takes 32 steps each time
         oni.reward(batch(captions, episode=100 + step))
     rewards = oni.reward(batch(["You pick up the key at last.", "You bump into the wall again."], episode=999))
@@ -59,14 +59,15 @@ def test_ranking_learns_online_from_pair_preferences_and_pays_motifs_normalised_
     rank = {caption: k for k, caption in enumerate(ranked)}  # later is better
 
     def prefer(pairs):
-        return [1.0 / (1.0 + np.exp(rank[a] - rank[b])) for a, b in pairs]
+        return [1.0 / (1.0 + np.exp(rank[a] - rank[b])) for _, a, b in pairs]
 
     oni = ONIBonus(prefer, "ranking", delivery="sync", delay=0, seed=0)
     for step in range(300):  # a stream of captions; every 10th joins the pool
         oni.reward(batch([ranked[(step + k) % len(ranked)] for k in range(7)], episode=step))
-    assert len(oni._pool) == len(ranked) and len(oni.labels) >= 30  # distinct pairs, each asked once
-    assert all(isinstance(k, tuple) for k in oni.labels)
-    scores = oni._helpful(ranked)
+    assert set(oni._pool) == {("", c) for c in ranked} and len(oni.labels) >= 30  # distinct pairs, each asked once
+    assert len(oni._pool) == 300 * 7 // 10  # every 10th caption met, repeats kept: the normalisation weighs occurrences
+    assert all(len(k) == 3 for k in oni.labels)
+    scores = oni._helpful([("", c) for c in ranked])
     assert scores[-1] > 0 and scores[0] == 0.0  # the best pays, below the median pays nothing
     assert oni.update(batch(ranked))["classifier_loss"] < 0.69
 
@@ -80,10 +81,11 @@ def test_oni_with_the_oracle_through_the_vector_adapter_stacked_with_pbrs():
         np.testing.assert_allclose(rewards, infos["env_reward"] + sum(infos["reward_terms"].values()), atol=1e-9)
     oni = next(layer for layer in align_gym.wrappers.shaping_layers(envs) if layer.module.name == "oni").module.bonus
     # the oracle's helpful captions are the subgoal events, never a bump into a wall
-    assert oni.labels.get("You bump into the wall.") is False
+    task = gym.make("Align/KeyDoor-5x5-v0").unwrapped.task
+    assert oni.labels.get((task, "You bump into the wall.")) is False
     assert all(caption in {"You step onto the key.", "You pick up the key.", "You unlock the door with the key.",
                            "You walk through the open door.", "You reach the goal."}
-               for caption, helpful in oni.labels.items() if helpful)
+               for (_, caption), helpful in oni.labels.items() if helpful)
 
 
 def test_oni_with_the_embedded_model_replays_the_same_rewards(tmp_path, embedded):
@@ -92,14 +94,14 @@ def test_oni_with_the_embedded_model_replays_the_same_rewards(tmp_path, embedded
     def run(mode):
         client = CachedClient(embedded, LLMCache(path, mode))
         env = gym.make("Align/KeyDoor-5x5-v0")
-        oni = ONIBonus(llm_labeller(client, env.unwrapped.task, max_tokens=24), "retrieval", delivery="sync", delay=2)
+        oni = ONIBonus(llm_labeller(client, max_tokens=24), "retrieval", delivery="sync", delay=2, task=env.unwrapped.task)
         env = ShapingWrapper(env, IntrinsicTerm(oni, coef=0.4))
         env.reset(seed=0)
         env.action_space.seed(0)
         return [env.step(env.action_space.sample())[-1]["reward_terms"]["oni"] for _ in range(25)], oni
 
     recorded, oni = run("readwrite")
-    assert len(oni._asked) >= 2
+    assert len(oni._attempts) >= 2
     replayed, _ = run("replay")
     assert replayed == recorded
 

@@ -84,13 +84,17 @@ def test_the_parser_takes_aliases_and_explains_refusals():
     assert info["state_hash"] == start  # the same situation again hashes the same
     _, _, _, _, info = env.step("dance wildly")
     assert info["invalid_action"].startswith("I don't understand 'dance wildly'")
+    assert info["caption"] == ""  # nothing changed: no event (the parser's message is the refusal)
+    assert info["surroundings"] == "You are in the armoury."
     _, _, _, _, info = env.step("open door")
     assert "unlock <direction> door with <key>" in info["invalid_action"]
     env.step("s")
     _, _, _, _, info = env.step("open the chest")  # the wooden chest, by its last word
-    assert info["caption"].startswith("You open the wooden chest. Inside: a copper key.")
+    assert info["caption"] == "You open the wooden chest. Inside: a copper key."  # the event alone
+    assert info["surroundings"] == "You are in the library. You see a copper key."
     _, _, _, _, info = env.step("pick up key")
-    assert info["state"]["carrying"] == "copper key"
+    assert info["state"]["carrying"] == "copper key" and info["caption"] == "You take the copper key."
+    assert info["task"] == "bring the jade statue to the garden" == env.unwrapped.task
 
 
 def test_progress_potential_rises_along_a_solution():

@@ -16,8 +16,8 @@ reward-terms contract, and drive the lifecycle the same way through :class:`Modu
   each rollout's end for SB3 on-policy agents, driven by
   :class:`~align_gym.agents.RewardTermsCallback`, so the next rollout is scored by the updated
   module;
-- ``start_episodes`` hears of every episode as it starts (its id, first observation, caption and
-  state), at ``reset`` and at each autoreset.
+- ``start_episodes`` hears of every episode as it starts (its id, first observation, caption,
+  state, task and surroundings), at ``reset`` and at each autoreset.
 
 Modules without learning only implement ``name``, ``invariant`` and ``reward``.
 """
@@ -52,6 +52,15 @@ class TransitionBatch:
     terminated: Sequence[bool]
     truncated: Sequence[bool]
     episode_ids: Sequence[int]
+    tasks: Sequence[str] = ()
+    surroundings: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        n = len(self.env_rewards)
+        if n and not len(self.tasks):
+            self.tasks = ("",) * n
+        if n and not len(self.surroundings):
+            self.surroundings = ("",) * n
 
     def __len__(self) -> int:
         return len(self.env_rewards)
@@ -69,16 +78,28 @@ class TransitionBatch:
 
 _NUMERIC_FIELDS = frozenset({"env_rewards", "terminated", "truncated", "episode_ids"})
 ALL_FIELDS = frozenset(f.name for f in fields(TransitionBatch))
+#: The batch fields read from a step's info, and their keys there.
+INFO_TEXTS = {"captions": "caption", "tasks": "task", "surroundings": "surroundings"}
 
 
 @dataclass
 class EpisodeStarts:
-    """Episodes that just started: their ids, first observations, captions and states."""
+    """Episodes that just started: their ids, first observations, captions and states, and (empty
+    strings where the env gives none) their tasks and surroundings."""
 
     episode_ids: Sequence[int]
     obs: Sequence[Any]
     captions: Sequence[str]
     states: Sequence[dict[str, Any]]
+    tasks: Sequence[str] = ()
+    surroundings: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        n = len(self.episode_ids)
+        if n and not len(self.tasks):
+            self.tasks = ("",) * n
+        if n and not len(self.surroundings):
+            self.surroundings = ("",) * n
 
 
 class RewardModule:
@@ -147,6 +168,8 @@ class ModuleDriver:
         needs = frozenset(getattr(module, "needs", ALL_FIELDS)) if module is not None else frozenset()
         self.needs_states = bool(needs & {"states", "next_states"})
         self.needs_captions = "captions" in needs
+        # The info texts the module reads besides captions (field -> info key).
+        self.extra_texts = {f: key for f, key in INFO_TEXTS.items() if f in needs and f != "captions"}
         self.on_rollout_end = False
         self.last_stats: dict[str, float] = {}
         self.n_updates = 0
@@ -184,9 +207,10 @@ class ModuleDriver:
             close()
 
     def start_episodes(self, ids: Sequence[int], obs: Sequence[Any], captions: Sequence[str],
-                       states: Sequence[dict[str, Any]]) -> None:
+                       states: Sequence[dict[str, Any]], **texts: Sequence[str]) -> None:
+        """``texts``: the starts' ``tasks`` and ``surroundings`` where the module reads them."""
         if self.hears_starts and len(ids):
-            self.module.start_episodes(EpisodeStarts(ids, obs, captions, states))
+            self.module.start_episodes(EpisodeStarts(ids, obs, captions, states, **texts))
 
 
 class ShapingWrapper(gym.Wrapper):
@@ -225,7 +249,8 @@ class ShapingWrapper(gym.Wrapper):
         self._obs, self._state = obs, info.get("state", {})
         self._tracker.restart(0)
         self._episode = int(self._tracker.episode_ids[0])
-        self.driver.start_episodes([self._episode], [obs], [info.get("caption", "")], [self._state])
+        self.driver.start_episodes([self._episode], [obs], [info.get("caption", "")], [self._state],
+                                   **{f: [info.get(key, "")] for f, key in self.driver.extra_texts.items()})
         return obs, info
 
     def step(self, action):
@@ -238,6 +263,7 @@ class ShapingWrapper(gym.Wrapper):
             batch = TransitionBatch(
                 (self._obs,), (action,), (obs,), (info.get("caption", "") if driver.needs_captions else "",),
                 (self._state,), (state,), (info.get(ENV_REWARD, reward),), (terminated,), (truncated,), (self._episode,),
+                *(((info.get("task", ""),), (info.get("surroundings", ""),)) if driver.extra_texts else ()),
             )
             term = float(driver.module.reward(batch)[0])
             if driver.learns:

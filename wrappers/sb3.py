@@ -77,7 +77,9 @@ class ShapingVecEnvWrapper(VecEnvWrapper):
             rows = obs_rows(obs, self.num_envs)
             self.driver.start_episodes(self._tracker.episode_ids[indices].copy(), [rows[i] for i in indices],
                                        [reset_infos[i].get("caption", "") for i in indices],
-                                       [self._states[i] for i in indices])
+                                       [self._states[i] for i in indices],
+                                       **{f: [reset_infos[i].get(key, "") for i in indices]
+                                          for f, key in self.driver.extra_texts.items()})
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = actions
@@ -115,6 +117,7 @@ class ShapingVecEnvWrapper(VecEnvWrapper):
             next_states=[info.get("state", {}) for info in infos],
             env_rewards=np.array([info.get(ENV_REWARD, rewards[i]) for i, info in enumerate(infos)], dtype=np.float64),
             terminated=terminated, truncated=truncated, episode_ids=self._tracker.episode_ids.copy(),
+            **{f: [info.get(key, "") for info in infos] for f, key in self.driver.extra_texts.items()},
         )
         self._obs = rows
         return np.asarray(self.driver.reward(batch), dtype=np.float64)

@@ -124,9 +124,11 @@ class ShapingVectorWrapper(VectorWrapper):
         """Tell the module of the episodes starting in sub-envs ``indices`` (reset obs and info)."""
         if self.driver.hears_starts and len(indices):
             captions = info_column(infos, "caption", self.num_envs, "") if self.driver.needs_captions else [""] * self.num_envs
+            texts = {f: info_column(infos, key, self.num_envs, "") for f, key in self.driver.extra_texts.items()}
             rows = obs_rows(obs, self.num_envs)
             self.driver.start_episodes(self._tracker.episode_ids[indices].copy(), [rows[i] for i in indices],
-                                       [captions[i] for i in indices], [self._states[i] for i in indices])
+                                       [captions[i] for i in indices], [self._states[i] for i in indices],
+                                       **{f: [column[i] for i in indices] for f, column in texts.items()})
 
     def step(self, actions):
         obs, rewards, terminated, truncated, infos = self.env.step(actions)
@@ -169,6 +171,7 @@ class ShapingVectorWrapper(VectorWrapper):
         # Only what the module reads: rebuilding per-env dicts from the merged info costs.
         states = info_column(infos, "state", n, {}) if self.driver.needs_states else [{}] * n
         captions = info_column(infos, "caption", n, "") if self.driver.needs_captions else [""] * n
+        texts = {f: info_column(infos, key, n, "") for f, key in self.driver.extra_texts.items()}
         # A transition's own info: same-step autoreset moves the ended ones' to info["final_info"]
         # (and their final observation to info["final_obs"]), leaving the reset info in its place.
         next_obs, next_states, next_captions = rows, states, captions
@@ -177,9 +180,13 @@ class ShapingVectorWrapper(VectorWrapper):
             final_info = infos["final_info"]
             final_states = info_column(final_info, "state", n, {}) if self.driver.needs_states else states
             final_captions = info_column(final_info, "caption", n, "") if self.driver.needs_captions else captions
+            final_texts = {f: info_column(final_info, key, n, "") for f, key in self.driver.extra_texts.items()}
             next_obs, next_states, next_captions = list(rows), list(states), list(captions)
+            texts = {f: list(column) for f, column in texts.items()}
             for i in final:
                 next_obs[i], next_states[i], next_captions[i] = infos["final_obs"][i], final_states[i], final_captions[i]
+                for f in texts:
+                    texts[f][i] = final_texts[f][i]
 
         def take(values: Any) -> Any:  # the real transitions' rows (all of them, most steps)
             return values if len(real) == n else [values[i] for i in real]
@@ -190,7 +197,7 @@ class ShapingVectorWrapper(VectorWrapper):
                 obs=take(self._obs), actions=take(list(actions)), next_obs=take(next_obs), captions=take(next_captions),
                 states=take(self._states), next_states=take(next_states), env_rewards=env_rewards[real],
                 terminated=np.asarray(terminated)[real], truncated=np.asarray(truncated)[real],
-                episode_ids=self._tracker.episode_ids[real],
+                episode_ids=self._tracker.episode_ids[real], **{f: take(column) for f, column in texts.items()},
             )
             terms = self.driver.reward(batch)
         self._obs, self._states = rows, states

@@ -176,9 +176,15 @@ class TextEnv(AlignEnv):
         """The symbolic state without the step counter."""
         raise NotImplementedError
 
-    def _caption(self, message: str) -> str:
-        """``info["caption"]``: what just happened (the message, unless a subclass adds to it)."""
+    def _caption(self, message: str, valid: bool = True) -> str:
+        """``info["caption"]``: what just happened (the message, unless a subclass changes it);
+        ``valid`` is false after a command that changed nothing."""
         return message
+
+    def _surroundings(self) -> str | None:
+        """``info["surroundings"]``, for a task whose captions name only events: what persists
+        around the player (None: the task has none)."""
+        return None
 
     #: Attributes a copy shares with its original: fixed for the env's life, or (the generator)
     #: only drawn from at reset. :func:`solve` copies envs by the thousand.
@@ -201,7 +207,11 @@ class TextEnv(AlignEnv):
         # a task shows may hold anything (the parsers' echoes are already quoted).
         observation = fit_text(self._observe(message))
         self._last = observation
-        info = self._info(self._caption(message), (outcome.success if outcome else False) if ended else None)
+        info = self._info(self._caption(message, outcome is None or outcome.valid),
+                          (outcome.success if outcome else False) if ended else None)
+        surroundings = self._surroundings()
+        if surroundings is not None:
+            info["surroundings"] = surroundings
         info["valid_actions"] = self.valid_actions()
         info["state_hash"] = state_hash(info["state"])
         info["action_valid"] = outcome.valid if outcome else True

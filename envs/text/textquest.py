@@ -324,8 +324,15 @@ class TextQuestEnv(TextEnv):
         lines.append(f"You carry: {', '.join('a ' + i for i in carrying)}." if carrying else "You carry nothing.")
         return "\n".join(lines)
 
-    def _caption(self, message: str) -> str:
-        return message if message.endswith(f"the {self.room}.") else f"{message} You are in the {self.room}."
+    def _caption(self, message: str, valid: bool = True) -> str:
+        # Events only: the message of a command that changed the world ("You take the key.", "You
+        # go north. You are in the hall."), nothing after one that changed nothing. Where the
+        # player is and what it sees persist: they are the surroundings.
+        return message if valid else ""
+
+    def _surroundings(self) -> str:
+        seen = [f"a {item}" for item in self._visible()] + [f"a {c}" for c in self._closed_here()]
+        return f"You are in the {self.room}." + (f" You see {', '.join(seen)}." if seen else "")
 
     # -- the parser ------------------------------------------------------------------------------
     def _resolve(self, name: str, candidates: list[str], kind: str) -> tuple[str | None, str]:

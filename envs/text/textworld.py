@@ -143,7 +143,7 @@ class TextWorldEnv(TextEnv):
     def _observe(self, message: str) -> str:
         return "\n".join([f"Quest: {self._state.objective.strip()}", message, self._state.inventory.strip()])
 
-    def _caption(self, message: str) -> str:
+    def _caption(self, message: str, valid: bool = True) -> str:
         return " ".join(message.split())[:300]
 
     def _act(self, command: str) -> Outcome:

@@ -40,7 +40,7 @@ class ToolEnv(TextEnv):
     def _call(self, name: str, arguments: dict[str, Any]) -> Outcome:
         raise NotImplementedError
 
-    def _caption(self, message: str) -> str:
+    def _caption(self, message: str, valid: bool = True) -> str:
         # What happened, without its numbers or rows: a caption per kind of event, not per
         # problem, so caption-reading methods (counts, ELLM, ONI) see dozens of captions, not thousands.
         return self._event
