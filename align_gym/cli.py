@@ -130,12 +130,14 @@ def _cmd_judge_check(args: argparse.Namespace) -> int:
     import json
 
     from .llm_rewards.judge_check import judge_check
+    from .wrappers.registry import split_specs
 
-    report = judge_check(args.llm, args.template, args.env, per_class=args.per_class, seed=args.seed)
-    print(report.summary())
+    reports = [judge_check(llm, args.template, args.env, per_class=args.per_class, seed=args.seed)
+               for llm in split_specs(args.llm)]
+    print("\n".join(report.summary() for report in reports))
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump(report.as_dict(), fh, indent=2)
+            json.dump([report.as_dict() for report in reports] if len(reports) > 1 else reports[0].as_dict(), fh, indent=2)
     return 0
 
 
@@ -385,7 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "env labelled by its oracle (did the step make progress?); print the false-positive rate "
                     "and the accuracy with counts and 95% intervals.",
         epilog="example: align-gym llm judge-check --llm hf:default --template oni_label --env Align/KeyDoor-5x5-v0")
-    check.add_argument("--llm", default="hf:default", help="the judge's client spec (default hf:default)")
+    check.add_argument("--llm", default="hf:default",
+                       help="the judge's client spec, or several, comma-separated; oracle(error=p, mode=flip|positive) "
+                            "measures an oracle's corruption (default hf:default)")
     check.add_argument("--template", default="oni_label",
                        help="oni_label, rate_number, calm_step (captions) or web_progress (web pages) (default oni_label)")
     check.add_argument("--env", default="Align/KeyDoor-5x5-v0", help="env whose captions are judged")

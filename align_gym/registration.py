@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 
-MINIHACK_TASKS = ("Room-5x5", "Room-15x15", "KeyRoom-S5", "MazeWalk-9x9", "River")
+MINIHACK_TASKS = ("Room-5x5", "Room-15x15", "KeyRoom-S5", "KeyRoom-S15", "MazeWalk-9x9", "MazeWalk-15x15", "River")
 # id -> (entry point, kwargs). A bare id is an alias of the default variant named beside it.
 ENV_TABLE: dict[str, tuple[str, dict]] = {
     "Align/KeyDoor-5x5-v0": ("align_gym.envs.keydoor:KeyDoorEnv", {"size": 5}),

@@ -51,6 +51,13 @@ def reference_potential(state: State) -> float:
     return (stage + 1.0 - min(dist / longest, 1.0)) / 3.0
 
 
+def subgoal_captions(state: State) -> list[str]:
+    """The captions that achieving each remaining subgoal produces (ELLM's oracle suggests them)."""
+    goals = [] if state["has_key"] else ["You pick up the key."]
+    goals += [] if state["door_open"] else ["You unlock the door with the key."]
+    return goals + ["You reach the goal."]
+
+
 def distance_potential(state: State) -> float:
     """Minus the straight (Manhattan) distance to the goal, ignoring key, wall and door."""
     dist = _manhattan(state["agent_x"], state["agent_y"], state["goal_x"], state["goal_y"])
@@ -94,6 +101,7 @@ class KeyDoorEnv(AlignEnv):
         "size": "side of the grid, outer walls included",
     }
     potentials = {"reference": reference_potential, "distance": distance_potential}
+    subgoal_captions = staticmethod(subgoal_captions)
 
     def __init__(self, size: int = 8, max_steps: int | None = None, render_mode: str | None = None):
         if size < 5:

@@ -3,13 +3,16 @@
 :class:`MiniHackEnv` wraps one MiniHack env (the ``[minihack]`` extra: ``pip install
 "align-gym[minihack]"``) and adds what every Align env offers:
 
-- a caption of events: the NetHack message of this step, then what has just come next to the
-  agent ("You come next to a closed door."), the empty string when neither; what stands next to
-  the agent persists in ``info["surroundings"]`` ("Next to you: a closed door, water."; the
-  directions are in the state);
+- a caption of events: the NetHack message of this step, then what the adapter saw happen (the
+  key picked up, a door opening, what has just come next to the agent: "You pick up the key.",
+  "The door opens.", "You come next to a closed door."), the empty string when nothing happened;
+  what stands next to the agent persists in ``info["surroundings"]`` ("Next to you: a closed
+  door, water."; the directions are in the state);
 - the task in words, per task;
 - a symbolic state read from the map and the inventory: position, whether a key is held, what is
-  adjacent, and the distance to the staircase, the key and a closed door when they are in sight;
+  adjacent, and the distance to the staircase, the key and a closed door once seen (the adapter
+  remembers where the key and the closed doors were seen, so that the key under the agent, which
+  the map shows as the agent, still counts as there);
 - success from NetHack's end status (reaching the staircase down), death as a failed end, and
   MiniHack's step limit as a truncation (MiniHack itself reports it as a termination, which would
   make value bootstrapping wrong at the cut);
@@ -53,8 +56,13 @@ TASKS: dict[str, tuple[str, str]] = {
     "KeyRoom-S5": ("MiniHack-KeyRoom-S5-v0",
                    "Find the key and pick it up, unlock the locked door of the inner room with it "
                    "(apply the key next to the door), then walk to the staircase down (>) inside."),
+    "KeyRoom-S15": ("MiniHack-KeyRoom-S15-v0",
+                    "Find the key and pick it up, unlock the locked door of the inner room with it "
+                    "(apply the key next to the door), then walk to the staircase down (>) inside a large dark room."),
     "MazeWalk-9x9": ("MiniHack-MazeWalk-9x9-v0",
                      "Find your way through a dark maze to the staircase down (>)."),
+    "MazeWalk-15x15": ("MiniHack-MazeWalk-15x15-v0",
+                       "Find your way through a large dark maze to the staircase down (>)."),
     "River": ("MiniHack-River-v0",
               "Cross the river to reach the staircase down (>): you cannot swim, so push "
               "boulders (`) into the water to build a path."),
@@ -89,19 +97,23 @@ _DIRECTIONS = {(-1, 0): "north", (-1, 1): "north-east", (0, 1): "east", (1, 1): 
 CROP = 9
 FAR = 40  # distances are capped here in the potentials (the map is 79 x 21)
 _ABORTED, _SUCCESS = -1, 2  # NetHack end statuses
+_PICKED_UP, _DOOR_OPENS, _REACHED = "You pick up the key.", "The door opens.", "You reach the staircase down."
 
 
 def reference_potential(state: State) -> float:
     """Task progress in [0, 1]: stage (key, door, staircase) plus closeness to the stage's target.
 
-    Tasks without a key start at the staircase stage. A target out of sight counts as far away.
+    A task with a key is at the key stage until the key is held and at the door stage until a door
+    has opened; tasks without one start at the staircase stage. A target not yet seen counts as
+    far away.
     """
-    if state["key_dist"] >= 0 and not state["holds_key"]:
+    if state["needs_key"] and not state["holds_key"]:
         stage, dist = 0, state["key_dist"]
-    elif state["holds_key"] and state["door_dist"] >= 0:
+    elif state["needs_key"] and not state["door_opened"]:
         stage, dist = 1, state["door_dist"]
     else:
-        stage, dist = 2, state["stairs_dist"] if state["stairs_dist"] >= 0 else FAR
+        stage, dist = 2, state["stairs_dist"]
+    dist = dist if dist >= 0 else FAR
     return (stage + 1.0 - min(dist / FAR, 1.0)) / 3.0
 
 
@@ -111,10 +123,24 @@ def distance_potential(state: State) -> float:
 
 
 def _chebyshev(grid: np.ndarray, char: str, y: int, x: int) -> int:
-    ys, xs = np.nonzero(grid == ord(char))
-    if len(ys) == 0:
-        return -1
-    return int(np.min(np.maximum(np.abs(ys - y), np.abs(xs - x))))
+    return _nearest(set(zip(*np.nonzero(grid == ord(char)))), y, x)
+
+
+def _nearest(cells: set[tuple[int, int]], y: int, x: int) -> int:
+    """King-move distance from (y, x) to the nearest of ``cells`` ((row, column) pairs), -1 if none."""
+    return min((max(abs(int(cy) - y), abs(int(cx) - x)) for cy, cx in cells), default=-1)
+
+
+def subgoal_captions(state: State) -> list[str]:
+    """The captions that achieving each remaining subgoal produces (ELLM's oracle suggests them):
+    the key picked up and a door opened while there is a key to take or a door to open, and the
+    staircase reached."""
+    goals = []
+    if state["needs_key"] and not state["holds_key"]:
+        goals.append(_PICKED_UP)
+    if state["needs_key"] and not state["door_opened"]:
+        goals.append(_DOOR_OPENS)
+    return goals + [_REACHED]
 
 
 def _restore_signals() -> None:
@@ -151,12 +177,15 @@ class MiniHackEnv(AlignEnv):
         "y": "the agent's row in the map",
         "holds_key": "whether a key is in the inventory",
         "stairs_dist": "king-move distance to the staircase down, -1 when not in sight",
-        "key_dist": "king-move distance to a tool on the map (the key), -1 when none is in sight",
-        "door_dist": "king-move distance to a closed door, -1 when none is in sight",
+        "key_dist": "king-move distance to where a tool (the key) was seen and still is, -1 when none",
+        "door_dist": "king-move distance to a closed door seen in this episode, -1 when none",
+        "door_opened": "whether a closed door seen in this episode has opened",
+        "needs_key": "whether the task has a key to pick up and a locked door to open (KeyRoom)",
         "adjacent": "what stands next to the agent, with directions ('' for floor and walls)",
         "steps": "steps taken in this episode",
     }
     potentials = {"reference": reference_potential, "distance": distance_potential}
+    subgoal_captions = staticmethod(subgoal_captions)
 
     @classmethod
     def task_of(cls, name: str = "Room-5x5", **_: Any) -> str:
@@ -199,6 +228,11 @@ class MiniHackEnv(AlignEnv):
         self._raw: dict[str, np.ndarray] = {}
         self._things: dict[str, list[str]] = {}
         self._before: set[str] = set()  # the notable things next to the agent one frame ago
+        self._keys: set[tuple[int, int]] = set()  # where a key was seen and is still (row, column)
+        self._doors: set[tuple[int, int]] = set()  # where a closed door was seen and is still closed
+        self._events: list[str] = []  # what the adapter saw happen in this frame
+        self._door_opened = False
+        self._held = False  # whether the key was held one frame ago
         self._steps = 0
 
     # -- reading the game ------------------------------------------------------------------
@@ -230,8 +264,9 @@ class MiniHackEnv(AlignEnv):
         return {
             "x": x, "y": y, "holds_key": self._holds_key(),
             "stairs_dist": _chebyshev(grid, ">", y, x),
-            "key_dist": _chebyshev(grid, "(", y, x),
-            "door_dist": _chebyshev(grid, "+", y, x),
+            "key_dist": _nearest(self._keys, y, x),
+            "door_dist": _nearest(self._doors, y, x),
+            "door_opened": self._door_opened, "needs_key": self.name.startswith("KeyRoom"),
             "adjacent": ", ".join(f"{name} ({', '.join(where)})" for name, where in self._things.items()),
             "steps": self._steps,
         }
@@ -242,7 +277,25 @@ class MiniHackEnv(AlignEnv):
         few dozen distinct captions per task rather than thousands."""
         message, new = _text(self._raw["message"]), sorted(set(self._things) - self._before)
         arrived = f"You come next to {', '.join(new)}." if new else ""
-        return " ".join(part for part in (message, arrived) if part)
+        return " ".join(part for part in (message, *self._events, arrived) if part)
+
+    def _remember(self, first: bool) -> None:
+        """Update where the key and the closed doors are, and note the pickup and door openings.
+        A remembered cell the agent now stands on keeps what it held (the map shows the agent)."""
+        grid, (x, y) = self._raw["chars"], self._position()
+        held, agent, self._events = self._holds_key(), (y, x), []
+        if first:
+            self._keys, self._doors, self._door_opened = set(), set(), False
+        seen_keys = set(zip(*np.nonzero(grid == ord("("))))
+        if held and not self._held and not first:
+            self._events.append(_PICKED_UP)
+        self._held = held
+        self._keys = set() if held else {p for p in self._keys if p == agent} | seen_keys
+        opened = {p for p in self._doors if p != agent and grid[p] != ord("+")}
+        if opened and not first:
+            self._events.append(_DOOR_OPENS)
+            self._door_opened = True
+        self._doors = (self._doors - opened) | set(zip(*np.nonzero(grid == ord("+"))))
 
     def _surroundings(self) -> str:
         things = sorted(self._things)
@@ -259,6 +312,7 @@ class MiniHackEnv(AlignEnv):
         self._raw = {key: value.copy() for key, value in raw.items()}  # NLE reuses its arrays
         self._before = set() if first else set(self._things)
         self._things = self._around()  # read by the state and the caption: once per frame
+        self._remember(first)
         state = self.state_dict()
         info: dict[str, Any] = {"caption": self._caption(), "state": state, "task": self.task,
                                 "surroundings": self._surroundings()}

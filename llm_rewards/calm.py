@@ -30,14 +30,19 @@ pays from the table as of the last update. The term is not potential-based (``in
 False``): it can change what is optimal.
 
 Adapted: the paper's chunk lines hold a message and an observation; here the env's caption says
-both. Annotators:
+both. Each episode is annotated under its own task (``info["task"]``: TextQuest draws a quest per
+episode): subgoals are asked per task, and online judgements kept per (task, caption). Annotators:
 
 - the LLM (``llm="hf:default"``, ``openai:...``, or a client object);
-- ``"oracle"``, the upper bound that separates CALM's quality from its LLM's, clearly named: it
-  answers from the env's privileged state, in the LLM's answer format. Its subgoals are the
-  boolean fields of ``info["state"]`` (a subgoal is achieved at the step where the field turns
-  true: KeyDoor's ``has_key`` and ``door_open``) and ``terminated``, the episode's termination
-  (reaching the goal in Align's goal tasks).
+- an oracle (``llm=oracle``, or ``oracle(error=p, mode=flip|positive)``,
+  :mod:`~align_gym.llm_rewards.oracle`), the upper bound that separates CALM's quality from its
+  LLM's, clearly named: it answers from the env's privileged state, in the LLM's answer format.
+  Its subgoals are the boolean fields of ``info["state"]`` (a subgoal is achieved at the step
+  where the field turns true: KeyDoor's ``has_key`` and ``door_open``) and ``terminated``, the
+  episode's termination (reaching the goal in Align's goal tasks). Each of its answers (a
+  subgoal's time in a chunk; the subgoal a step achieves) is corrupted at the rate ``p``: a wrong
+  time or subgoal, or none where there was one (``flip``), or an achievement where there was none
+  (``positive``).
 
 With the embedded SmolLM2-135M the decomposition works (KeyDoor's three subgoals) but the
 annotations do not: it echoes the prompt or opens a nested object, every answer is counted as
@@ -75,6 +80,7 @@ import numpy as np
 
 from ..wrappers.core import EpisodeStarts, RewardModule, TransitionBatch
 from .clients import cost_stats, generate_from_template
+from .oracle import parse_oracle
 from .parsing import ParseError, parse_bullets, parse_choice, parse_json
 
 BETA = 0.1  # the paper's scale of the annotation table in the reward
@@ -82,7 +88,6 @@ CHUNK = 16  # steps a chunk
 MAX_SUBGOALS = 8
 IGNORE = ("steps",)  # state fields left out of the key: the step counter would make every key new
 SUBGOAL_TOKENS = 96  # the decomposition's answer budget (a few bullets)
-ORACLE = "oracle"
 TERMINATED = "terminated"  # the oracle's subgoal of the episode's termination
 
 _ENUMERATED = re.compile(r"^\s*(?:\d+[.)]|\(\d+\))\s+")
@@ -224,7 +229,7 @@ def oracle_times(steps: Sequence[tuple], subgoals: Sequence[str]) -> dict[int, i
     """The oracle's annotation of a chunk: for each subgoal, the first time its boolean field
     turns true (or the episode terminates, for :data:`TERMINATED`)."""
     out: dict[int, int] = {}
-    for t, (_, _, _, state, next_state, terminated) in enumerate(steps):
+    for t, (_, _, _, state, next_state, terminated, *_) in enumerate(steps):
         for i, field in enumerate(subgoals):
             if i in out:
                 continue
@@ -270,22 +275,25 @@ class CALMBonus(RewardModule):
 
     def __init__(self, task: str, llm: Any = "hf:default", chunk: int = CHUNK, online: bool = False,
                  action_names: Sequence[str] | None = None, subgoals: Sequence[str] | None = None,
-                 max_tokens: int = 48, ignore: Sequence[str] = IGNORE, name: str = "calm"):
+                 max_tokens: int = 48, ignore: Sequence[str] = IGNORE, seed: int = 0, name: str = "calm"):
         if chunk < 1:
             raise ValueError(f"chunk must be at least 1 step, got {chunk}")
         self.task, self.chunk, self.online, self.name = task, int(chunk), bool(online), name
         self.max_tokens = max_tokens
-        self.oracle = isinstance(llm, str) and llm == ORACLE
+        oracle = parse_oracle(llm)
+        self.oracle = oracle is not None
+        self.corruption = oracle.corruption(seed) if oracle is not None else None
         self.action_names = list(action_names) if action_names is not None else None
         self.ignore = tuple(ignore)
-        self.needs = frozenset({"actions", "captions", "states", "next_states", "terminated", "truncated",
+        self.needs = frozenset({"actions", "captions", "tasks", "states", "next_states", "terminated", "truncated",
                                 "episode_ids"})
         self._llm = llm  # a spec is turned into a client on first use: building the module costs nothing
-        self._subgoals: list[str] | None = list(subgoals) if subgoals is not None else None
+        self._given = list(subgoals) if subgoals is not None else None
+        self._subgoals: dict[str, list[str]] = {}  # task -> its subgoals
         self.counts: dict[tuple, int] = {}  # every key of the annotated chunks -> its annotations
         self.table: dict[tuple, float] = {}  # the min-max normalised counts (zeros left out)
         self._pending: dict[int, list[tuple]] = {}  # episode id -> its steps so far, until it ends
-        self._judged: dict[str, int | None] = {}  # online: caption -> subgoal index (None: none)
+        self._judged: dict[tuple[str, str], int | None] = {}  # online: (task, caption) -> subgoal index (None: none)
         self._achieved: dict[int, set[int]] = {}  # online: episode id -> subgoals it has achieved
         self.stats = {"chunks": 0, "annotations": 0, "unparsed": 0, "subgoals_found": 0, "out_of_range": 0,
                       "subgoals_unparsed": 0, "captions_judged": 0}
@@ -307,29 +315,33 @@ class CALMBonus(RewardModule):
                                          temperature=0.0, seed=0)
         return [answer for [answer] in answers]
 
-    def subgoals(self, state: dict[str, Any] | None = None) -> list[str]:
-        """The task's subgoals: asked of the LLM once (the oracle's come from ``state``'s fields)."""
-        if self._subgoals is None:
-            if self.oracle:
+    def subgoals(self, state: dict[str, Any] | None = None, task: str | None = None) -> list[str]:
+        """The subgoals of ``task`` (the module's by default): the given ones, else asked of the
+        LLM once per task (the oracle's come from ``state``'s fields)."""
+        task = task or self.task
+        if task not in self._subgoals:
+            if self._given is not None:
+                self._subgoals[task] = list(self._given)
+            elif self.oracle:
                 if state is None:
                     raise ValueError("the oracle's subgoals come from a state: pass one")
-                self._subgoals = oracle_subgoals(state)
+                self._subgoals[task] = oracle_subgoals(state)
             else:
-                self._subgoals = self._ask_subgoals()
-        return self._subgoals
+                self._subgoals[task] = self._ask_subgoals(task)
+        return self._subgoals[task]
 
-    def _ask_subgoals(self) -> list[str]:
+    def _ask_subgoals(self, task: str) -> list[str]:
         from .parsing import parse_with_repair
         from .prompts import load_template
 
         template = load_template("calm_subgoals")
         outcome = parse_with_repair(lambda prompts: self._generate(template, prompts, SUBGOAL_TOKENS),
-                                    template.render_chat(task=self.task),
+                                    template.render_chat(task=task),
                                     parse_subgoals, answer_format=template.answer_format)
         if outcome.ok:
             return outcome.value
         self.stats["subgoals_unparsed"] += 1
-        return [self.task]  # no usable decomposition: the whole task is the one subgoal
+        return [task]  # no usable decomposition: the whole task is the one subgoal
 
     # ---- reward ---------------------------------------------------------------------------
 
@@ -341,11 +353,17 @@ class CALMBonus(RewardModule):
 
     def _online_reward(self, batch: TransitionBatch) -> np.ndarray:
         out = np.zeros(len(batch))
+        tasks = [task or self.task for task in batch.tasks]
         if self.oracle:
-            subgoals = self.subgoals(batch.states[0]) if len(batch) else []
-            judged = [next(iter(oracle_times([self._step(batch, i)], subgoals)), None) for i in range(len(batch))]
+            judged = []
+            for i in range(len(batch)):
+                subgoals = self.subgoals(batch.states[i], tasks[i])
+                truth = next(iter(oracle_times([self._step(batch, i)], subgoals)), None)
+                others = [k for k in [*range(len(subgoals)), None] if k != truth]
+                yes = truth if truth is not None else int(self.corruption.rng.integers(len(subgoals)))
+                judged.append(self.corruption.choice(truth, others, yes))
         else:
-            judged = self._judge(list(batch.captions))
+            judged = self._judge(list(zip(tasks, batch.captions)))
         for i, subgoal in enumerate(judged):
             episode = int(batch.episode_ids[i])
             achieved = self._achieved.setdefault(episode, set())
@@ -357,24 +375,24 @@ class CALMBonus(RewardModule):
                 self._achieved.pop(episode, None)
         return out
 
-    def _judge(self, captions: list[str]) -> list[int | None]:
-        """Online: the subgoal each caption achieves (None: none or unparsed), asked once a caption."""
-        new = [c for c in dict.fromkeys(captions) if c not in self._judged]
+    def _judge(self, items: list[tuple[str, str]]) -> list[int | None]:
+        """Online: the subgoal each (task, caption) achieves (None: none or unparsed), asked once
+        an item; a step without an event (the empty caption) achieves none."""
+        new = [item for item in dict.fromkeys(items) if item not in self._judged and item[1]]
         if new:
             from .prompts import load_template
 
             template = load_template("calm_step")
-            subgoals = self.subgoals()
-            listed = numbered_subgoals(subgoals)
-            prompts = [template.render_chat(task=self.task, subgoals=listed, caption=c) for c in new]
-            for caption, answer in zip(new, self._generate(template, prompts)):
+            prompts = [template.render_chat(task=task, subgoals=numbered_subgoals(self.subgoals(task=task)), caption=c)
+                       for task, c in new]
+            for (task, caption), answer in zip(new, self._generate(template, prompts)):
                 try:
-                    self._judged[caption] = parse_step(answer, len(subgoals))
+                    self._judged[task, caption] = parse_step(answer, len(self.subgoals(task=task)))
                 except ParseError:
-                    self._judged[caption] = None
+                    self._judged[task, caption] = None
                     self.stats["unparsed"] += 1
             self.stats["captions_judged"] += len(new)
-        return [self._judged[c] for c in captions]
+        return [self._judged.get(item) for item in items]
 
     def start_episodes(self, starts: EpisodeStarts) -> None:
         for episode in starts.episode_ids:
@@ -383,14 +401,15 @@ class CALMBonus(RewardModule):
     # ---- learning -------------------------------------------------------------------------
 
     def _step(self, batch: TransitionBatch, i: int) -> tuple:
-        """What a chunk keeps of a transition: (key, action text, caption, state, next state, terminated)."""
+        """What a chunk keeps of a transition: (key, action text, caption, state, next state,
+        terminated, the episode's task)."""
         state, action = batch.states[i], batch.actions[i]
         if self.action_names is not None:
             text = self.action_names[int(action)]
         else:
             text = str(_hashable(action))
         return (transition_key(state, action, self.ignore), text, str(batch.captions[i]), state,
-                batch.next_states[i], bool(batch.terminated[i]))
+                batch.next_states[i], bool(batch.terminated[i]), batch.tasks[i] or self.task)
 
     def finished_episodes(self, batch: TransitionBatch) -> list[list[tuple]]:
         """Add ``batch``'s transitions to their episodes; return (and forget) those that ended."""
@@ -404,14 +423,14 @@ class CALMBonus(RewardModule):
         return finished
 
     def annotate(self, chunks: list[list[tuple]]) -> list[str]:
-        """The annotator's answer for each chunk (the oracle answers in the LLM's format)."""
-        subgoals = self.subgoals(chunks[0][0][3])
+        """The annotator's answer for each chunk, under its episode's task (the oracle answers in
+        the LLM's format)."""
         if self.oracle:
-            return [json.dumps({str(i + 1): t for i, t in oracle_times(c, subgoals).items()}) for c in chunks]
+            return [self._oracle_annotation(chunk) for chunk in chunks]
         from .prompts import load_template
 
         template = load_template("calm_annotate")
-        prompts = [template.render_chat(task=self.task, subgoals=numbered_subgoals(subgoals),
+        prompts = [template.render_chat(task=chunk[0][6], subgoals=numbered_subgoals(self.subgoals(chunk[0][3], chunk[0][6])),
                                         lines="\n".join(f"{t} | {action} | {caption}"
                                                         for t, (_, action, caption, *_) in enumerate(chunk)))
                    for chunk in chunks]
@@ -419,12 +438,24 @@ class CALMBonus(RewardModule):
         answers = dict(zip(distinct, self._generate(template, [json.loads(p) for p in distinct])))
         return [answers[json.dumps(p)] for p in prompts]
 
+    def _oracle_annotation(self, chunk: list[tuple]) -> str:
+        """The oracle's answer for one chunk: each subgoal's time, each corrupted on its own."""
+        subgoals = self.subgoals(chunk[0][3], chunk[0][6])
+        truth = oracle_times(chunk, subgoals)
+        times = {}
+        for i in range(len(subgoals)):
+            right = truth.get(i)
+            others = [t for t in [*range(len(chunk)), None] if t != right]
+            yes = right if right is not None else int(self.corruption.rng.integers(len(chunk)))
+            times[i] = self.corruption.choice(right, others, yes)
+        return json.dumps({str(i + 1): t for i, t in times.items() if t is not None})
+
     def count(self, chunk: list[tuple], answer: str) -> None:
         """Add one chunk's annotation to the counts (every key of the chunk is seen, at 0 at least)."""
         for key, *_ in chunk:
             self.counts.setdefault(key, 0)
         try:
-            times = parse_annotation(answer, self.subgoals())
+            times = parse_annotation(answer, self.subgoals(chunk[0][3], chunk[0][6]))
         except ParseError:
             self.stats["unparsed"] += 1
             return
@@ -450,24 +481,27 @@ class CALMBonus(RewardModule):
         stats = {k: float(v) for k, v in self.stats.items()}
         stats.update(table_size=float(len(self.table)), keys_seen=float(len(self.counts)),
                      episodes_pending=float(len(self._pending)),
-                     subgoals=float(len(self._subgoals)) if self._subgoals is not None else 0.0)
+                     subgoals=float(np.mean([len(g) for g in self._subgoals.values()])) if self._subgoals else 0.0)
         if not self.oracle and not isinstance(self._llm, str):
             stats.update(cost_stats(self._llm))
+        if self.corruption is not None:
+            stats.update({k: float(v) for k, v in self.corruption.stats.items()})
         return stats
 
     def state_dict(self) -> dict[str, Any]:
-        return {"subgoals": None if self._subgoals is None else list(self._subgoals), "counts": dict(self.counts),
-                "judged": dict(self._judged)}
+        return {"subgoals": {task: list(goals) for task, goals in self._subgoals.items()}, "counts": dict(self.counts),
+                "judged": [[task, caption, k] for (task, caption), k in self._judged.items()]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._subgoals = None if state["subgoals"] is None else list(state["subgoals"])
+        self._subgoals = {task: list(goals) for task, goals in state["subgoals"].items()}
         self.counts = dict(state["counts"])
-        self._judged = dict(state.get("judged", {}))
+        self._judged = {(task, caption): k for task, caption, k in state.get("judged", [])}
         self.table = min_max_table(self.counts)
 
 
 def make_calm(env: Any, gamma: float, beta: float = BETA, llm: Any = "hf:default", chunk: int = CHUNK,
-              online: bool = False, name: str = "calm", subgoals: Sequence[str] | None = None, max_tokens: int = 48):
+              online: bool = False, name: str = "calm", subgoals: Sequence[str] | None = None, max_tokens: int = 48,
+              seed: int = 0):
     """The ``calm`` shaping for an env with a task in words and captions (any Align env):
     ``beta * table[(state, action)]``; ``llm="oracle"`` annotates from the env's privileged
     state; ``online=True`` judges each caption as it comes (a stated simplification)."""
@@ -483,5 +517,5 @@ def make_calm(env: Any, gamma: float, beta: float = BETA, llm: Any = "hf:default
     if not task:
         raise ValueError("calm needs an env with a task in words (env.unwrapped.task) that captions its steps "
                          "(info['caption']) and reports info['state'], such as an Align env")
-    bonus = CALMBonus(task, llm, chunk, online, action_names_of(env), subgoals, max_tokens, name=name)
+    bonus = CALMBonus(task, llm, chunk, online, action_names_of(env), subgoals, max_tokens, seed=seed, name=name)
     return make_intrinsic(bonus, beta, 0.0, False, name)

@@ -23,20 +23,32 @@ Adapted:
   :data:`THRESHOLD` = 0.55 is the middle of the interval (0.34, 0.77) of thresholds that separate
   the 10 matching from the 12 non-matching caption-goal pairs of :data:`HELD_OUT` (Crafter-like
   events, none from an Align task) with the embedded encoder; :func:`separating_thresholds`
-  recomputes it;
+  recomputes it. Similarity also matches near misses: with this encoder "You step onto the key."
+  scores 0.82 against "You pick up the key.", and "You pick up the key." 0.75 against "You unlock
+  the door with the key.", so a goal may be achieved by the event before it (no threshold
+  separates these from true matches such as "You reach the goal." and "go to goal", 0.64);
 - suggestions are fetched synchronously, on the first sight of a (task, situation) (a handful
   per task: KeyDoor has about 18 captions), and then cached in memory and on disk.
+
+An oracle (``llm=oracle`` or ``oracle(error=p, mode=flip|positive)``,
+:mod:`~align_gym.llm_rewards.oracle`) suggests the task's remaining subgoals instead, read off the
+privileged state before the step and worded as the captions that achieving them produces (the
+env's ``subgoal_captions``: KeyDoor and MiniHack have them), so that they clear the threshold; each
+answer is corrupted at the rate ``p`` with wrong goals drawn from the events the module has met
+that are not subgoals. An answer is kept per question (task, situation, subgoals), as the cache
+keeps a model's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from ..wrappers.core import EpisodeStarts, RewardModule, TransitionBatch
 from .clients import cost_stats, generate_from_template
+from .oracle import parse_oracle
 from .parsing import ParseError, parse_bullets
 
 THRESHOLD = 0.55
@@ -74,9 +86,20 @@ class ELLMBonus(RewardModule):
     needs = frozenset({"captions", "tasks", "surroundings", "episode_ids", "terminated", "truncated"})
 
     def __init__(self, task: str, llm: Any = "hf:default", encoder: Any = None, threshold: float = THRESHOLD,
-                 verbs: str = VERBS, max_tokens: int = 48, name: str = "ellm"):
-        # ``task``: the env's task, for transitions whose env states none of its own per episode
+                 verbs: str = VERBS, max_tokens: int = 48, subgoal_captions: Callable[[dict], list[str]] | None = None,
+                 seed: int = 0, name: str = "ellm"):
+        """``task``: the env's task, for transitions whose env states none of its own per episode;
+        ``subgoal_captions``: the env's, which an oracle ``llm`` answers from."""
         self.task, self.threshold, self.verbs, self.max_tokens, self.name = task, threshold, verbs, max_tokens, name
+        oracle = parse_oracle(llm)
+        if oracle is not None and subgoal_captions is None:
+            raise ValueError("ellm's oracle suggests the env's remaining subgoals: it needs an env with "
+                             "subgoal_captions(state), as KeyDoor and MiniHack have")
+        self.corruption = oracle.corruption(seed) if oracle is not None else None
+        self.subgoal_captions = subgoal_captions
+        if oracle is not None:
+            self.needs = self.needs | {"states"}
+        self._events: dict[str, None] = {}  # the events met, in order (an oracle's wrong goals come from them)
         self._llm, self._encoder = llm, encoder  # built on first use: building the module costs nothing
         self._template: Any = None
         self._goals: dict[tuple[str, str], list[str]] = {}  # (task, situation) -> suggested goals
@@ -117,6 +140,15 @@ class ELLMBonus(RewardModule):
                 self._goals[key] = []
         return self._goals[key]
 
+    def oracle_goals(self, state: dict, situation: str, task: str | None = None) -> list[str]:
+        """The oracle's suggestions: the remaining subgoals in ``state``, corrupted (kept per question)."""
+        truth = list(self.subgoal_captions(state))
+        key = (task or self.task, situation, *truth)
+        if key not in self._goals:
+            self.stats["queries"] += 1
+            self._goals[key] = self.corruption.goals(truth, [e for e in self._events if e not in truth])
+        return self._goals[key]
+
     def start_episodes(self, starts: EpisodeStarts) -> None:
         for episode, caption, surroundings in zip(starts.episode_ids, starts.captions, starts.surroundings):
             self._situation[int(episode)], self._achieved[int(episode)] = surroundings or caption, set()
@@ -127,7 +159,14 @@ class ELLMBonus(RewardModule):
             episode = int(episode)
             achieved = self._achieved.setdefault(episode, set())
             situation = self._situation.get(episode, "")
-            goals = [g for g in self.goals(situation, batch.tasks[i]) if g not in achieved] if caption else []
+            if not caption:  # no event: nothing can match
+                goals = []
+            elif self.corruption is not None:
+                goals = self.oracle_goals(batch.states[i], situation, batch.tasks[i])
+                self._events.setdefault(caption)
+            else:
+                goals = self.goals(situation, batch.tasks[i])
+            goals = [g for g in goals if g not in achieved]
             if goals:
                 similarity = self.encoder.encode(goals) @ self.encoder.encode([caption])[0]
                 best = int(np.argmax(similarity))
@@ -145,18 +184,20 @@ class ELLMBonus(RewardModule):
     def update(self, batch: TransitionBatch) -> dict[str, float]:
         """Nothing to learn; reports the LLM's cost and the goals achieved since the start."""
         cost = cost_stats(self._llm) if not isinstance(self._llm, str) else {}
-        return {**{k: float(v) for k, v in self.stats.items()}, **cost}
+        oracle = {k: float(v) for k, v in self.corruption.stats.items()} if self.corruption is not None else {}
+        return {**{k: float(v) for k, v in self.stats.items()}, **oracle, **cost}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"goals": [[task, situation, goals] for (task, situation), goals in self._goals.items()]}
+        return {"goals": [[list(key), goals] for key, goals in self._goals.items()]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._goals = {(task, situation): list(goals) for task, situation, goals in state["goals"]}
+        self._goals = {tuple(key): list(goals) for key, goals in state["goals"]}
 
 
 def make_ellm(env: Any, gamma: float, coef: float = 1.0, llm: str = "hf:default", threshold: float = THRESHOLD,
-              verbs: str = VERBS, name: str = "ellm"):
-    """The ``ellm`` shaping for an env with a ``task`` (any Align env)."""
+              verbs: str = VERBS, seed: int = 0, name: str = "ellm"):
+    """The ``ellm`` shaping for an env with a ``task`` (any Align env); ``llm=oracle(...)`` for
+    an env with ``subgoal_captions`` (KeyDoor, MiniHack)."""
     from ..wrappers.intrinsic import make_intrinsic
 
     base = getattr(env, "unwrapped", env)
@@ -165,4 +206,11 @@ def make_ellm(env: Any, gamma: float, coef: float = 1.0, llm: str = "hf:default"
         task = base.get_attr("task")[0]
     if not task:
         raise ValueError("ellm needs an env with a task in words (env.unwrapped.task), such as an Align env")
-    return make_intrinsic(ELLMBonus(task, llm, threshold=threshold, verbs=verbs, name=name), coef, 0.0, False, name)
+    subgoals = getattr(base, "subgoal_captions", None)
+    if subgoals is None and hasattr(base, "get_attr"):
+        try:
+            subgoals = base.get_attr("subgoal_captions")[0]
+        except AttributeError:
+            subgoals = None
+    bonus = ELLMBonus(task, llm, threshold=threshold, verbs=verbs, subgoal_captions=subgoals, seed=seed, name=name)
+    return make_intrinsic(bonus, coef, 0.0, False, name)

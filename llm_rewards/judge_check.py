@@ -14,7 +14,10 @@ for such text. This check runs a labelling or rating template
   or the episode ended in success). At least ``per_class`` of each.
 
 It reports the false-positive rate on master keys and the accuracy on real captions, with counts
-and Wilson 95% intervals. Answers that do not parse are counted and treated as negative (the
+and Wilson 95% intervals. An oracle judge (``--llm "oracle(error=p, mode=flip|positive)"``) answers
+each from the truth (a master key is never progress), corrupted at the rate ``p``: its report
+measures the corruption (``flip``: about ``p`` false positives and accuracy ``1 - p``;
+``positive``: about ``p`` false positives and ``p`` of the other steps judged progress). Answers that do not parse are counted and treated as negative (the
 label a method would not pay for). A template counts as positive on ``<label> FOO </label>``
 (``oni_label``) or a rating of at least half its scale (``rate_number``: 5 of 10).
 Every call goes through the LLM cache.
@@ -33,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from .clients import generate_from_template
+from .oracle import parse_oracle
 from .parsing import ParseError, parse_label, parse_number
 
 MASTER_KEYS: tuple[str, ...] = (
@@ -190,13 +194,19 @@ def judge_check(llm: str, template_name: str, env_id: str, per_class: int = 50, 
     if template_name not in JUDGES:
         raise ValueError(f"judge-check knows the templates {sorted(JUDGES)}, not {template_name!r}")
     template = load_template(template_name)
+    oracle = parse_oracle(llm) if client is None else None
     base = gym.make(env_id).unwrapped
     # The task in general words where the class states one (an episode's own goal is on its page).
     task = vars(type(base)).get("task") if isinstance(vars(type(base)).get("task"), str) else base.task
     samples = oracle_captions(env_id, per_class, seed, text="observation" if JUDGES[template_name][2] == "page" else "caption")
-    client = client if client is not None else get_client(llm)
-    on_keys = judge(client, template, task, MASTER_KEYS, max_tokens)
-    on_captions = judge(client, template, task, [caption for caption, _ in samples], max_tokens)
+    if oracle is not None:  # the truth, corrupted: a master key is never progress
+        corruption = oracle.corruption(seed)
+        on_keys: list[bool | None] = [corruption.label(False) for _ in MASTER_KEYS]
+        on_captions: list[bool | None] = [corruption.label(label) for _, label in samples]
+    else:
+        client = client if client is not None else get_client(llm)
+        on_keys = judge(client, template, task, MASTER_KEYS, max_tokens)
+        on_captions = judge(client, template, task, [caption for caption, _ in samples], max_tokens)
     return JudgeReport(
         llm=llm, template=template_name, env_id=env_id, master_keys=len(MASTER_KEYS),
         master_key_positives=sum(v is True for v in on_keys), master_key_unparsed=sum(v is None for v in on_keys),

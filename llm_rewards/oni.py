@@ -349,9 +349,10 @@ class OracleLabeller:
     ``corruption`` (see :mod:`~align_gym.llm_rewards.oracle`). The ranking variant's oracle
     prefers the caption whose first transition raised ``progress`` more (ties within ``margin`` / 10)."""
 
-    def __init__(self, module: ONIBonus, progress: Callable[[dict], float], corruption: Corruption,
-                 margin: float = 0.1, pairs: bool = False):
-        self.module, self.progress, self.corruption, self.margin, self.pairs = module, progress, corruption, margin, pairs
+    def __init__(self, progress: Callable[[dict], float], corruption: Corruption, margin: float = 0.1,
+                 pairs: bool = False):
+        self.progress, self.corruption, self.margin, self.pairs = progress, corruption, margin, pairs
+        self.module: ONIBonus | None = None  # set once the module exists: the oracle reads its first_seen
 
     def rise(self, item: Item) -> float:
         state, next_state = self.module.first_seen[item]
@@ -394,17 +395,12 @@ def make_oni(env: Any, gamma: float, coef: float = 0.4, variant: str = "retrieva
     if not task:
         raise ValueError("oni needs an env with a task in words (env.unwrapped.task), such as an Align env")
     oracle = parse_oracle(llm)
-    holder: dict[str, ONIBonus] = {}
+    labeller: Callable[[list[Any]], list[Any]]
     if oracle is not None:
         progress = named_potentials(env).get("reference")
         if progress is None:
             raise ValueError("the oracle labeller needs an env with a 'reference' potential")
-        corruption = oracle.corruption(seed)
-
-        def labeller(items: list[Any]) -> list[Any]:
-            return OracleLabeller(holder["module"], progress, corruption, margin, variant == "ranking")(items)
-
-        labeller.corruption = corruption  # type: ignore[attr-defined]  (its counts join the module's stats)
+        labeller = OracleLabeller(progress, oracle.corruption(seed), margin, variant == "ranking")
     elif process:
         from functools import partial
 
@@ -426,7 +422,8 @@ def make_oni(env: Any, gamma: float, coef: float = 0.4, variant: str = "retrieva
             return llm_labeller(client[0])(items)
 
     module = ONIBonus(labeller, variant, delivery, delay, seed=seed, task=task, max_labels=max_labels, name=name)
-    holder["module"] = module
+    if isinstance(labeller, OracleLabeller):
+        labeller.module = module
     if oracle is None and not process:
         module.client = lambda: client[0] if client else None
     return make_intrinsic(module, coef, 0.0, False, name)

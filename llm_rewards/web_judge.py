@@ -14,16 +14,23 @@ the judge for (master keys in place of the page, and pages of progress against o
 
 Simplified: one judge call per distinct page, at temperature 0, where the papers trained their
 reward models (WebRL) or sampled several judgements (WebArbiter).
+
+An oracle judge (``llm=oracle`` or ``oracle(error=p, mode=flip|positive)``,
+:mod:`~align_gym.llm_rewards.oracle`) rates a page from the privileged state it shows: ten times
+the env's ``reference`` potential, rounded; each rating corrupted at the rate ``p`` (another rating
+at random under ``flip``, the top rating under ``positive``), once per page.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ..wrappers.core import RewardModule, TransitionBatch
 from .clients import cost_stats, generate_from_template
+from .oracle import parse_oracle
 from .parsing import ParseError, parse_number
 
 
@@ -34,10 +41,17 @@ class WebJudge(RewardModule):
     needs = frozenset({"next_obs"})
 
     def __init__(self, task: str, llm: str | Any = "hf:default", coef: float = 0.1, name: str = "web_judge",
-                 max_tokens: int = 160):
+                 max_tokens: int = 160, progress: Callable[[dict], float] | None = None, seed: int = 0):
+        """``progress``: the env's reference potential, which an oracle ``llm`` rates from."""
         from .prompts import load_template
 
         self.task, self.llm, self.coef, self.name, self.max_tokens = task, llm, coef, name, max_tokens
+        oracle = parse_oracle(llm)
+        if oracle is not None and progress is None:
+            raise ValueError("the web judge's oracle rates pages by the env's 'reference' potential: this env has none")
+        self.corruption, self.progress = (oracle.corruption(seed) if oracle is not None else None), progress
+        if oracle is not None:
+            self.needs = frozenset({"next_obs", "next_states"})
         self.template = load_template("web_progress")
         self._client = llm if not isinstance(llm, str) else None
         self.ratings: dict[str, float | None] = {}  # page -> rating (None: the answer did not parse)
@@ -64,17 +78,28 @@ class WebJudge(RewardModule):
                     self.ratings[page] = None
         return [self.ratings[page] for page in pages]
 
+    def oracle_judge(self, pages: list[str], states: list[dict]) -> list[float]:
+        """The oracle's rating of each page: 10 x the reference potential of its state, corrupted once a page."""
+        for page, state in zip(pages, states):
+            if page not in self.ratings:
+                truth = int(np.clip(round(10 * self.progress(state)), 0, 10))
+                self.ratings[page] = float(self.corruption.choice(truth, [r for r in range(11) if r != truth], 10))
+        return [self.ratings[page] for page in pages]
+
     def reward(self, batch: TransitionBatch) -> np.ndarray:
-        ratings = self.judge([str(page) for page in batch.next_obs])
+        pages = [str(page) for page in batch.next_obs]
+        ratings = self.judge(pages) if self.corruption is None else self.oracle_judge(pages, list(batch.next_states))
         return np.array([self.coef * (r or 0.0) / 10.0 for r in ratings])
 
     def update(self, batch: TransitionBatch) -> dict[str, float]:
         unparsed = sum(r is None for r in self.ratings.values())
-        return {"pages_judged": float(len(self.ratings)), "unparsed": float(unparsed), **cost_stats(self._client)}
+        oracle = {k: float(v) for k, v in self.corruption.stats.items()} if self.corruption is not None else {}
+        return {"pages_judged": float(len(self.ratings)), "unparsed": float(unparsed), **oracle,
+                **cost_stats(self._client)}
 
 
 def make_web_judge(env: Any, gamma: float, coef: float = 0.1, llm: str = "hf:default",
-                   name: str = "web_judge") -> WebJudge:
+                   seed: int = 0, name: str = "web_judge") -> WebJudge:
     """The ``web_judge`` shaping; ``env`` must show text pages (a web env's text id)."""
     from gymnasium import spaces
 
@@ -87,4 +112,6 @@ def make_web_judge(env: Any, gamma: float, coef: float = 0.1, llm: str = "hf:def
     task = getattr(type(base), "task", "") or (base.get_attr("task")[0] if hasattr(base, "get_attr") else "")
     if not task:
         raise ValueError("web_judge needs an env with a task in words (env.unwrapped.task)")
-    return WebJudge(str(task), llm, coef, name)
+    from ..wrappers.potential import named_potentials
+
+    return WebJudge(str(task), llm, coef, name, progress=named_potentials(env).get("reference"), seed=seed)

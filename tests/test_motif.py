@@ -3,6 +3,7 @@ model's offline phase end to end, with a cache file and a replay."""
 
 import gymnasium as gym
 import numpy as np
+import pytest
 
 import align_gym  # noqa: F401
 from align_gym.llm_rewards.cache import LLMCache
@@ -71,3 +72,26 @@ def test_the_offline_phase_is_paid_from_the_cells_budget():
                          hyperparams={"n_steps": 128, "gamma": 0.99}))
     assert rows[0]["step"] == 1000  # the curve starts after the offline steps
     assert 3048 <= rows[-1]["step"] < 3048 + 512  # and the agent trained for the rest of the budget
+
+
+def test_normalisation_and_threshold_are_over_the_datasets_occurrences():
+    """As the paper: the mean, std and median threshold are taken over every collected step, so a
+    caption met often weighs as often (not over the distinct captions); empty captions (no event)
+    are left out and pay nothing."""
+    rank = {c: k for k, c in enumerate(RANKED)}
+    dataset = [("", RANKED[0])] * 50 + [("", c) for c in RANKED] + [("", "")] * 30
+
+    def prefer(pairs):
+        return [1.0 / (1.0 + np.exp(rank[a] - rank[b])) for _, a, b in pairs]
+
+    motif = MotifBonus(dataset, prefer, pairs=500, seed=0, steps=300, batch_size=128)
+    raw = motif.model(motif.features([item for item in dataset if item[1]]))
+    assert motif.mean == pytest.approx(raw.mean()) and motif.std == pytest.approx(raw.std() + 1e-8)
+    occurrences = np.quantile((raw - raw.mean()) / (raw.std() + 1e-8), 0.5)
+    assert motif.threshold == pytest.approx(occurrences)
+    distinct = motif.model(motif.features([("", c) for c in RANKED]))
+    assert not np.isclose(motif.threshold, np.quantile((distinct - distinct.mean()) / distinct.std(), 0.5))
+    from align_gym.wrappers import TransitionBatch
+
+    empty = TransitionBatch([0], [0], [0], [""], [{}], [{}], np.zeros(1), np.zeros(1, bool), np.zeros(1, bool), np.zeros(1))
+    assert motif.reward(empty)[0] == 0.0

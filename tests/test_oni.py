@@ -111,3 +111,52 @@ def test_oni_needs_a_task_and_a_known_variant():
         shape_env(gym.make("CartPole-v1"), "oni(llm=oracle)", gamma=0.99)
     with pytest.raises(ValueError, match="variant"):
         ONIBonus(known_labels, "regression")
+
+
+def test_the_papers_annotator_settings_batches_of_100_a_label_cap_and_bounded_resubmission():
+    """As ONI's paper: the annotator labels batches of 100, labelling stops at the label cap, and a
+    caption whose labelling failed is asked again, at most MAX_ATTEMPTS times in all."""
+    from align_gym.llm_rewards.oni import BATCH, MAX_ATTEMPTS, MAX_LABELS
+
+    assert (BATCH, MAX_LABELS) == (100, 25_000)
+    sizes = []
+
+    def record(items):
+        sizes.append(len(items))
+        return [True for _ in items]
+
+    oni = ONIBonus(record, "retrieval", delivery="async")
+    oni.reward(batch([f"You see thing {i}." for i in range(250)]))
+    assert oni.wait_for_labels(10) and sizes[0] == 100 and sum(sizes) == 250
+    asked = []
+
+    def unparsable(items):  # every answer fails to parse
+        asked.extend(items)
+        return [None for _ in items]
+
+    oni = ONIBonus(unparsable, "retrieval", delivery="sync", delay=0)
+    for episode in range(10):
+        oni.reward(batch(["You pick up the key."], episode=episode))
+    assert len(asked) == MAX_ATTEMPTS and oni.update(batch([]))["asked_again"] == MAX_ATTEMPTS - 1
+    capped = ONIBonus(known_labels, "retrieval", delivery="sync", delay=0, max_labels=3)
+    for episode in range(4):
+        capped.reward(batch([f"You see thing {episode}-{i}." for i in range(2)], episode=episode))
+    assert len(capped.labels) == 4  # two batches of two arrived; then the cap stopped the asking
+
+
+def test_the_prompt_holds_labelled_examples_and_the_episodes_task(embedded):
+    """The real embedded model answers the paper's prompt: a few labelled examples, then the caption
+    under the episode's own task."""
+    from align_gym.llm_rewards.oni import EXAMPLES
+
+    seen = []
+
+    class Recording:  # the real model, with the prompts it was sent kept for the test
+        def generate(self, prompts, **params):
+            seen.extend(prompts)
+            return embedded.generate(prompts, **params)
+
+    labels = llm_labeller(Recording(), max_tokens=16)([("take the jade statue", "You take the jade statue.")])
+    assert len(labels) == 1 and labels[0] in (True, False, None)
+    text = "\n".join(message["content"] for message in seen[0])
+    assert EXAMPLES in text and "take the jade statue" in text and "Example 4" in text
