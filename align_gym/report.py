@@ -541,6 +541,10 @@ def write_report(out_dir: str | Path, threshold: float | None = None, reps: int 
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", env_id)
         plot_env(env_id, entries, out / f"curves_{safe}.png", reps=max(reps // 4, 200))
         lines += [f"![{env_id}](curves_{safe}.png)", ""]
+    from .error_sweep import plot_error_sweeps
+
+    for path in plot_error_sweeps(out, entries, reps=max(reps // 4, 200)):
+        lines += [f"![{path.stem}]({path.name})", ""]
     block = verdict_block(comparisons_of(entries, bases, reps), entries, bases, reps)
     lines += ["## Verdicts", ""] + block + [""]
     (out / "verdicts.md").write_text("\n".join(["# Verdicts", ""] + block + [""]))

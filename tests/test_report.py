@@ -228,3 +228,26 @@ def test_protocol_1_action_ppo_rows_are_read_as_the_sampled_scores_they_were(tmp
     lines = verdict_lines(summary, "count")
     assert lines and all("(sampled)" in line for line in lines)
     assert "Protocol 1 `action_ppo` rows scored the sampled policy only" in summary
+
+
+def test_an_oracle_error_sweep_is_drawn_against_the_baselines(tmp_path):
+    """Rows whose llm is an oracle at several error rates get a figure of final return against p,
+    with none, placebo and count as lines; the sweep's points are the rows' IQMs."""
+    from align_gym.error_sweep import sweep
+    from align_gym.report import entries_of, read_results
+
+    cells = []
+    for seed in range(1000, 1006):
+        cells.append(cell_rows("none", seed, 0.2, sampled=0.2 + 0.01 * (seed % 3)))
+        cells.append(cell_rows("placebo", seed, 0.2, sampled=0.21))
+        cells.append(cell_rows("count(coef=0.01)", seed, 0.3, sampled=0.3))
+        for p in (0.0, 0.3):
+            shaping = f"oni(llm='oracle(error={p}, mode=flip)')"
+            cells.append(cell_rows(shaping, seed, 0.8 - p, sampled=0.8 - p))
+    folder = write_results(tmp_path / "sweep", cells)
+    text = write_report(folder, reps=REPS)
+    assert (folder / "error_Align_KeyDoor-8x8-v0.png").exists() and "error_Align_KeyDoor-8x8-v0.png" in text
+    points, lines, mde = sweep(ENV, entries_of(read_results(folder)), reps=REPS)
+    assert [(p.method, p.mode, p.error, round(p.score.estimate, 3)) for p in points] == [
+        ("oni", "flip", 0.0, 0.8), ("oni", "flip", 0.3, 0.5)]
+    assert set(lines) == {"none", "placebo", "count(coef=0.01)"} and mde > 0

@@ -1,0 +1,133 @@
+"""How good must an LLM be? The figure of an oracle error sweep.
+
+A bench grid whose LLM methods run with ``llm=oracle(error=p, mode=...)`` at several ``p`` (the
+intrinsic bench) is drawn per env as the final return (sampled evaluation by default) against
+``p``, one line per method and error mode, each point the IQM over seeds with its 95% bootstrap
+interval. ``none``, ``placebo`` and the count bonus are horizontal lines (IQM, band: interval),
+and a grey band around ``none`` spans the median minimum detectable effect of the LLM rows against
+``none`` (the paired t-test figure of :func:`~align_gym.stats.minimum_detectable_effect`): a line
+inside it cannot be told apart from ``none`` at the grid's seed count. ``align-gym report`` draws
+it (``error_<env>.png``) wherever a grid has oracle rows.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import stats
+from .report import Entry, compare, run_score
+
+LINES = ("none", "placebo", "count")  # the baselines drawn across the figure
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One LLM row of the sweep: its method and error mode, the error rate and its score."""
+
+    method: str
+    mode: str
+    error: float
+    score: stats.Interval
+
+
+def oracle_of(shaping: str) -> tuple[str, str, float] | None:
+    """(method, mode, error) of a one-layer shaping whose ``llm`` is an oracle, else None.
+
+    >>> oracle_of("oni(variant=classification, llm='oracle(error=0.3, mode=positive)')")
+    ('oni(variant=classification)', 'positive', 0.3)
+    >>> oracle_of("ellm(llm=oracle)"), oracle_of("count(coef=0.01)")
+    (('ellm', 'flip', 0.0), None)
+    """
+    from .llm_rewards.oracle import parse_oracle
+    from .wrappers.registry import ShapingSpec, parse_spec
+
+    layers = parse_spec(shaping)
+    if len(layers) != 1 or "llm" not in layers[0].kwargs:
+        return None
+    oracle = parse_oracle(layers[0].kwargs["llm"])
+    if oracle is None:
+        return None
+    rest = {k: v for k, v in layers[0].kwargs.items() if k not in ("llm", "coef")}
+    return str(ShapingSpec(layers[0].name, rest)), oracle.mode, float(oracle.error)
+
+
+def _scores(entry: Entry, mode: str, reps: int) -> stats.Interval | None:
+    values = [run_score(rows, "return", mode) for rows in entry.runs]
+    if any(v is None for v in values):
+        return None
+    return stats.iqm_interval({entry.env_id: np.array(values, dtype=np.float64)}, reps=reps)
+
+
+def sweep(env_id: str, entries: list[Entry], mode: str = "sampled", reps: int = 2000
+          ) -> tuple[list[SweepPoint], dict[str, stats.Interval], float]:
+    """The env's oracle rows as points, its baselines' scores, and the median MDE of the oracle
+    rows against ``none`` (NaN without ``none``)."""
+    mine = [e for e in entries if e.env_id == env_id]
+    none = next((e for e in mine if e.shaping == "none"), None)
+    points, lines, mdes = [], {}, []
+    for entry in mine:
+        found = oracle_of(entry.shaping)
+        score = _scores(entry, mode, reps)
+        if score is None:
+            continue
+        if found is not None:
+            points.append(SweepPoint(found[0], found[1], found[2], score))
+            comparison = compare(entry, none, "return", mode, reps) if none is not None else None
+            if comparison is not None and comparison.differences.size >= 2:
+                mdes.append(stats.minimum_detectable_effect(comparison.differences))
+        elif entry.shaping.split("(")[0] in LINES:
+            lines[entry.shaping] = score
+    return sorted(points, key=lambda p: (p.method, p.mode, p.error)), lines, float(np.median(mdes)) if mdes else float("nan")
+
+
+def plot_error_sweep(env_id: str, entries: list[Entry], path: Path, mode: str = "sampled", reps: int = 2000) -> bool:
+    """Draw the sweep of ``env_id`` to ``path``; False (nothing drawn) where it has no oracle rows."""
+    points, lines, mde = sweep(env_id, entries, mode, reps)
+    if not points:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    errors = sorted({p.error for p in points})
+    left, right = min(errors) - 0.03, max(errors) + 0.03
+    for shaping, score in lines.items():
+        (line,) = ax.plot([left, right], [score.estimate] * 2, linestyle=":", label=f"{shaping}")
+        ax.fill_between([left, right], [score.low] * 2, [score.high] * 2, alpha=0.12, color=line.get_color())
+    if "none" in lines and np.isfinite(mde):
+        base = lines["none"].estimate
+        ax.fill_between([left, right], [base - mde] * 2, [base + mde] * 2, color="grey", alpha=0.15,
+                        label=f"none ± MDE ({mde:.3f})")
+    for key in sorted({(p.method, p.mode) for p in points}):
+        mine = [p for p in points if (p.method, p.mode) == key]
+        xs = [p.error for p in mine]
+        ys = np.array([[p.score.estimate, p.score.low, p.score.high] for p in mine])
+        marker = "o" if key[1] == "flip" else "s"
+        ax.errorbar(xs, ys[:, 0], yerr=[ys[:, 0] - ys[:, 1], ys[:, 2] - ys[:, 0]], marker=marker, capsize=3,
+                    linestyle="-" if len(mine) > 1 else "none", label=f"{key[0]}, {key[1]}")
+    ax.set_xlim(left, right)
+    ax.set_xlabel("oracle error rate p")
+    ax.set_ylabel(f"final return ({mode} evaluation): IQM, 95% CI")
+    n_seeds = min(len(e.runs) for e in entries if e.env_id == env_id)
+    ax.set_title(f"{env_id}: LLM methods against the error of their oracle ({n_seeds} seeds)", fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_error_sweeps(out: Path, entries: list[Entry], reps: int = 2000) -> list[Path]:
+    """One ``error_<env>.png`` per env of ``entries`` with oracle rows; the paths written."""
+    written = []
+    for env_id in sorted({e.env_id for e in entries}):
+        path = out / f"error_{re.sub(r'[^A-Za-z0-9._-]+', '_', env_id)}.png"
+        if plot_error_sweep(env_id, entries, path, reps=reps):
+            written.append(path)
+    return written
