@@ -5,7 +5,9 @@
 # random masked: 2.5%). Rows: no shaping; placebo (tiny zero-mean noise: the null row); count on
 # the symbolic state (the content of info["state_hash"]); potential-based shaping with each task's
 # reference potential; RND on the hashed observation; ELLM with goals from the embedded
-# SmolLM2-135M (a second run into the same folder: its cells cost 5-7 times the others').
+# SmolLM2-135M, asked under each episode's own quest about what the agent sees (info["task"] and
+# info["surroundings"]) and matched against event captions (a second run into the same folder:
+# its cells cost several times the others').
 # Cells are paired (bench protocol 2): every shaping of a seed meets the same streams.
 # Resumable: rerun to finish an interrupted run. Regenerate the table with `align-gym report`.
 set -euo pipefail
