@@ -125,20 +125,28 @@ class ELLMBonus(RewardModule):
         """The suggested goals for ``situation`` under ``task`` (the module's task by default):
         asked once, then kept."""
         key = (task or self.task, situation)
-        if key not in self._goals:
-            from .prompts import load_template
+        self.ask([key])
+        return self._goals[key]
 
-            self._template = self._template or load_template("ellm_goals")
-            prompt = self._template.render_chat(verbs=self.verbs, state=" ".join(key).strip())
-            [[answer]] = generate_from_template(self.client, [prompt], self._template.key, max_tokens=self.max_tokens,
-                                                temperature=0.1, seed=0)
+    def ask(self, keys: Sequence[tuple[str, str]]) -> None:
+        """Ask for the goals of each (task, situation) of ``keys`` not asked yet, in one call (the
+        situations a vector step meets are asked together)."""
+        new = [key for key in dict.fromkeys(keys) if key not in self._goals]
+        if not new:
+            return
+        from .prompts import load_template
+
+        self._template = self._template or load_template("ellm_goals")
+        prompts = [self._template.render_chat(verbs=self.verbs, state=" ".join(key).strip()) for key in new]
+        answers = generate_from_template(self.client, prompts, self._template.key, max_tokens=self.max_tokens,
+                                         temperature=0.1, seed=0)
+        for key, [answer] in zip(new, answers):
             self.stats["queries"] += 1
             try:
                 self._goals[key] = parse_bullets(answer)
             except ParseError:  # a line that is not a bullet: the answer is discarded, as in the paper
                 self.stats["unparsed"] += 1
                 self._goals[key] = []
-        return self._goals[key]
 
     def oracle_goals(self, state: dict, situation: str, task: str | None = None) -> list[str]:
         """The oracle's suggestions: the remaining subgoals in ``state``, corrupted (kept per question)."""
@@ -155,6 +163,9 @@ class ELLMBonus(RewardModule):
 
     def reward(self, batch: TransitionBatch) -> np.ndarray:
         out = np.zeros(len(batch))
+        if self.corruption is None:  # the step's new situations, asked in one batch
+            self.ask([(task or self.task, self._situation.get(int(episode), ""))
+                      for task, episode, caption in zip(batch.tasks, batch.episode_ids, batch.captions) if caption])
         for i, (episode, caption) in enumerate(zip(batch.episode_ids, batch.captions)):
             episode = int(episode)
             achieved = self._achieved.setdefault(episode, set())
