@@ -28,7 +28,9 @@ Adapted:
   the door with the key.", so a goal may be achieved by the event before it (no threshold
   separates these from true matches such as "You reach the goal." and "go to goal", 0.64);
 - suggestions are fetched synchronously, on the first sight of a (task, situation) (a handful
-  per task: KeyDoor has about 18 captions), and then cached in memory and on disk.
+  per task on KeyDoor, which has about 18 captions; thousands on TextQuest, whose quests and rooms
+  vary per episode), the new situations of a vector step in one batched call, and then cached in
+  memory and on disk.
 
 An oracle (``llm=oracle`` or ``oracle(error=p, mode=flip|positive)``,
 :mod:`~align_gym.llm_rewards.oracle`) suggests the task's remaining subgoals instead, read off the
