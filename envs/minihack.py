@@ -123,11 +123,15 @@ def distance_potential(state: State) -> float:
 
 
 def _chebyshev(grid: np.ndarray, char: str, y: int, x: int) -> int:
-    return _nearest(set(zip(*np.nonzero(grid == ord(char)))), y, x)
+    ys, xs = np.nonzero(grid == ord(char))
+    if len(ys) == 0:
+        return -1
+    return int(np.min(np.maximum(np.abs(ys - y), np.abs(xs - x))))
 
 
 def _nearest(cells: set[tuple[int, int]], y: int, x: int) -> int:
-    """King-move distance from (y, x) to the nearest of ``cells`` ((row, column) pairs), -1 if none."""
+    """King-move distance from (y, x) to the nearest of the few remembered ``cells`` ((row,
+    column) pairs), -1 if none."""
     return min((max(abs(int(cy) - y), abs(int(cx) - x)) for cy, cx in cells), default=-1)
 
 
@@ -232,7 +236,7 @@ class MiniHackEnv(AlignEnv):
         self._doors: set[tuple[int, int]] = set()  # where a closed door was seen and is still closed
         self._events: list[str] = []  # what the adapter saw happen in this frame
         self._door_opened = False
-        self._held = False  # whether the key was held one frame ago
+        self._held = False  # whether the key is held (after _remember: in this frame)
         self._steps = 0
 
     # -- reading the game ------------------------------------------------------------------
@@ -262,7 +266,7 @@ class MiniHackEnv(AlignEnv):
         x, y = self._position()
         grid = self._raw["chars"]
         return {
-            "x": x, "y": y, "holds_key": self._holds_key(),
+            "x": x, "y": y, "holds_key": self._held,
             "stairs_dist": _chebyshev(grid, ">", y, x),
             "key_dist": _nearest(self._keys, y, x),
             "door_dist": _nearest(self._doors, y, x),
@@ -287,7 +291,7 @@ class MiniHackEnv(AlignEnv):
         if first:
             self._keys, self._doors, self._door_opened = set(), set(), False
         seen_keys = set(zip(*np.nonzero(grid == ord("("))))
-        if held and not self._held and not first:
+        if held and not self._held and not first:  # held now, not one frame ago
             self._events.append(_PICKED_UP)
         self._held = held
         self._keys = set() if held else {p for p in self._keys if p == agent} | seen_keys

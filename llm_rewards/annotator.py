@@ -7,8 +7,8 @@ ONI's annotator does), calls ``label_fn(batch) -> labels`` and posts the labels,
 
 - Every submitted item that is not a duplicate comes back through ``poll()`` once: with its
   label, or with ``None`` when it got none (its answer did not parse, its batch failed, the queue
-  dropped or refused it). An item that came
-  back ``None`` is forgotten and may be submitted again (the caller bounds how often).
+  dropped or refused it). An item that came back ``None`` is forgotten and may be submitted again
+  (the caller bounds how often).
 - Queue full: the oldest pending item is dropped (and counted) to make room, since recent
   captions are what the agent sees now. ``policy="drop_new"`` refuses the new item instead.
 - Errors in ``label_fn`` are retried ``max_retries`` times with backoff, then the batch is counted

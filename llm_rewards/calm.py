@@ -360,7 +360,7 @@ class CALMBonus(RewardModule):
                 subgoals = self.subgoals(batch.states[i], tasks[i])
                 truth = next(iter(oracle_times([self._step(batch, i)], subgoals)), None)
                 others = [k for k in [*range(len(subgoals)), None] if k != truth]
-                yes = truth if truth is not None else int(self.corruption.rng.integers(len(subgoals)))
+                yes = range(len(subgoals)) if truth is None else [truth]  # achieved: some subgoal, if none was
                 judged.append(self.corruption.choice(truth, others, yes))
         else:
             judged = self._judge(list(zip(tasks, batch.captions)))
@@ -446,8 +446,7 @@ class CALMBonus(RewardModule):
         for i in range(len(subgoals)):
             right = truth.get(i)
             others = [t for t in [*range(len(chunk)), None] if t != right]
-            yes = right if right is not None else int(self.corruption.rng.integers(len(chunk)))
-            times[i] = self.corruption.choice(right, others, yes)
+            times[i] = self.corruption.choice(right, others, range(len(chunk)) if right is None else [right])
         return json.dumps({str(i + 1): t for i, t in times.items() if t is not None})
 
     def count(self, chunk: list[tuple], answer: str) -> None:
@@ -506,14 +505,9 @@ def make_calm(env: Any, gamma: float, beta: float = BETA, llm: Any = "hf:default
     ``beta * table[(state, action)]``; ``llm="oracle"`` annotates from the env's privileged
     state; ``online=True`` judges each caption as it comes (a stated simplification)."""
     from ..wrappers.intrinsic import make_intrinsic
+    from ..wrappers.potential import env_attribute
 
-    base = getattr(env, "unwrapped", env)
-    task = getattr(base, "task", None)
-    if task is None and hasattr(base, "get_attr"):
-        try:
-            task = base.get_attr("task")[0]
-        except AttributeError:
-            task = None
+    task = env_attribute(env, "task")
     if not task:
         raise ValueError("calm needs an env with a task in words (env.unwrapped.task) that captions its steps "
                          "(info['caption']) and reports info['state'], such as an Align env")

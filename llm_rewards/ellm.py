@@ -212,18 +212,11 @@ def make_ellm(env: Any, gamma: float, coef: float = 1.0, llm: str = "hf:default"
     """The ``ellm`` shaping for an env with a ``task`` (any Align env); ``llm=oracle(...)`` for
     an env with ``subgoal_captions`` (KeyDoor, MiniHack)."""
     from ..wrappers.intrinsic import make_intrinsic
+    from ..wrappers.potential import env_attribute
 
-    base = getattr(env, "unwrapped", env)
-    task = getattr(base, "task", None)
-    if task is None and hasattr(base, "get_attr"):
-        task = base.get_attr("task")[0]
+    task = env_attribute(env, "task")
     if not task:
         raise ValueError("ellm needs an env with a task in words (env.unwrapped.task), such as an Align env")
-    subgoals = getattr(base, "subgoal_captions", None)
-    if subgoals is None and hasattr(base, "get_attr"):
-        try:
-            subgoals = base.get_attr("subgoal_captions")[0]
-        except AttributeError:
-            subgoals = None
-    bonus = ELLMBonus(task, llm, threshold=threshold, verbs=verbs, subgoal_captions=subgoals, seed=seed, name=name)
+    bonus = ELLMBonus(task, llm, threshold=threshold, verbs=verbs, subgoal_captions=env_attribute(env, "subgoal_captions"),
+                      seed=seed, name=name)
     return make_intrinsic(bonus, coef, 0.0, False, name)

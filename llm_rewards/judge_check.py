@@ -14,13 +14,15 @@ for such text. This check runs a labelling or rating template
   or the episode ended in success). At least ``per_class`` of each.
 
 It reports the false-positive rate on master keys and the accuracy on real captions, with counts
-and Wilson 95% intervals. An oracle judge (``--llm "oracle(error=p, mode=flip|positive)"``) answers
-each from the truth (a master key is never progress), corrupted at the rate ``p``: its report
-measures the corruption (``flip``: about ``p`` false positives and accuracy ``1 - p``;
-``positive``: about ``p`` false positives and ``p`` of the other steps judged progress). Answers that do not parse are counted and treated as negative (the
+and Wilson 95% intervals. Answers that do not parse are counted and treated as negative (the
 label a method would not pay for). A template counts as positive on ``<label> FOO </label>``
 (``oni_label``) or a rating of at least half its scale (``rate_number``: 5 of 10).
 Every call goes through the LLM cache.
+
+An oracle judge (``--llm "oracle(error=p, mode=flip|positive)"``) answers each item from the truth
+(a master key is never progress), corrupted at the rate ``p``: its report measures the corruption
+(``flip``: about ``p`` false positives and an accuracy of about ``1 - p``; ``positive``: about
+``p`` false positives and ``p`` of the other steps judged progress).
 
 >>> wilson(45, 50)  # doctest: +ELLIPSIS
 (0.786..., 0.956...)

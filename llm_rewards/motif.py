@@ -269,6 +269,7 @@ def make_motif(env: Any, gamma: float, coef: float = 0.1, llm: str = "hf:default
     import gymnasium as gym
 
     from ..wrappers.intrinsic import make_intrinsic
+    from ..wrappers.potential import env_attribute
 
     base = getattr(env, "unwrapped", env)
     spec = getattr(base, "spec", None) or (base.get_attr("spec")[0] if hasattr(base, "get_attr") else None)
@@ -276,7 +277,7 @@ def make_motif(env: Any, gamma: float, coef: float = 0.1, llm: str = "hf:default
         raise ValueError("motif needs a registered env (its offline phase makes a copy with gym.make)")
     found: dict[str, Any] = {}
     oracle = parse_oracle(llm)
-    task = getattr(base, "task", None) or (base.get_attr("task")[0] if hasattr(base, "get_attr") else "")
+    task = env_attribute(env, "task", "")
 
     def dataset() -> list[Item]:  # the offline phase, on first use: a random policy on a fresh copy
         copy = gym.make(spec.id)

@@ -388,10 +388,9 @@ def make_oni(env: Any, gamma: float, coef: float = 0.4, variant: str = "retrieva
     privileged state; with ``process=True`` the LLM labels in a child program (the env loop keeps
     its core)."""
     from ..wrappers.intrinsic import make_intrinsic
-    from ..wrappers.potential import named_potentials
+    from ..wrappers.potential import env_attribute, named_potentials
 
-    base = getattr(env, "unwrapped", env)
-    task = getattr(base, "task", None) or (base.get_attr("task")[0] if hasattr(base, "get_attr") else None)
+    task = env_attribute(env, "task")
     if not task:
         raise ValueError("oni needs an env with a task in words (env.unwrapped.task), such as an Align env")
     oracle = parse_oracle(llm)

@@ -112,14 +112,13 @@ class Corruption:
         wrong = [p for p in (0.0, 0.5, 1.0) if not np.isclose(p, truth)]
         return wrong[int(self.rng.integers(len(wrong)))]
 
-    def choice(self, truth: Any, wrong: Sequence[Any], yes: Any = None) -> Any:
+    def choice(self, truth: Any, wrong: Sequence[Any], yes: Sequence[Any] = ()) -> Any:
         """One of several answers (a subgoal index, a rating): a wrong one drawn from ``wrong``, or
-        the ``yes`` answer under the positive bias (the truth where there is no wrong answer)."""
+        under the positive bias one of the ``yes`` answers (the truth where none is given)."""
         if not self._hit():
             return truth
-        if self.positive:
-            return truth if yes is None else yes
-        return wrong[int(self.rng.integers(len(wrong)))] if len(wrong) else truth
+        options = yes if self.positive else wrong
+        return options[int(self.rng.integers(len(options)))] if len(options) else truth
 
     def goals(self, truth: Sequence[str], wrong: Sequence[str]) -> list[str]:
         """ELLM's suggestions: under ``flip`` each true goal is replaced by a wrong one with

@@ -83,7 +83,7 @@ class WebJudge(RewardModule):
         for page, state in zip(pages, states):
             if page not in self.ratings:
                 truth = int(np.clip(round(10 * self.progress(state)), 0, 10))
-                self.ratings[page] = float(self.corruption.choice(truth, [r for r in range(11) if r != truth], 10))
+                self.ratings[page] = float(self.corruption.choice(truth, [r for r in range(11) if r != truth], [10]))
         return [self.ratings[page] for page in pages]
 
     def reward(self, batch: TransitionBatch) -> np.ndarray:

@@ -34,6 +34,15 @@ import numpy as np
 from .terms import ENV_REWARD, EPISODE_SUMMARY, EpisodeTracker
 
 
+def fill_texts(rows: Any, n: int) -> None:
+    """Empty strings for the optional ``tasks`` and ``surroundings`` of ``n`` rows, where the
+    caller left them out."""
+    if n and not len(rows.tasks):
+        rows.tasks = ("",) * n
+    if n and not len(rows.surroundings):
+        rows.surroundings = ("",) * n
+
+
 @dataclass(slots=True)
 class TransitionBatch:
     """``n`` transitions, one per row. ``states``/``next_states`` are ``info["state"]`` dicts
@@ -56,11 +65,7 @@ class TransitionBatch:
     surroundings: Sequence[str] = ()
 
     def __post_init__(self) -> None:
-        n = len(self.env_rewards)
-        if n and not len(self.tasks):
-            self.tasks = ("",) * n
-        if n and not len(self.surroundings):
-            self.surroundings = ("",) * n
+        fill_texts(self, len(self.env_rewards))
 
     def __len__(self) -> int:
         return len(self.env_rewards)
@@ -95,11 +100,7 @@ class EpisodeStarts:
     surroundings: Sequence[str] = ()
 
     def __post_init__(self) -> None:
-        n = len(self.episode_ids)
-        if n and not len(self.tasks):
-            self.tasks = ("",) * n
-        if n and not len(self.surroundings):
-            self.surroundings = ("",) * n
+        fill_texts(self, len(self.episode_ids))
 
 
 class RewardModule:

@@ -72,20 +72,27 @@ def check_gamma(gamma: float) -> float:
     return float(gamma)
 
 
-def named_potentials(env: Any) -> dict[str, PotentialFn]:
-    """The named potentials an Align env offers, found through any wrapper or vector env."""
+def env_attribute(env: Any, name: str, default: Any = None) -> Any:
+    """The attribute ``name`` of an env under any wrapper, or of a gymnasium vector env's or SB3
+    VecEnv's first sub-env (``task``, ``potentials``, ``subgoal_captions``); ``default`` where it
+    has none."""
     try:
         if hasattr(env, "get_wrapper_attr"):  # gymnasium.Env and its wrappers
-            return dict(env.get_wrapper_attr("potentials"))
+            return env.get_wrapper_attr(name)
         base = getattr(env, "unwrapped", env)
         if hasattr(base, "get_attr"):  # gymnasium VectorEnv and SB3 VecEnv
             try:
-                return dict(base.get_attr("potentials", indices=[0])[0])
+                return base.get_attr(name, indices=[0])[0]
             except TypeError:
-                return dict(base.get_attr("potentials")[0])
+                return base.get_attr(name)[0]
+        return getattr(base, name)
     except AttributeError:
-        pass
-    return {}
+        return default
+
+
+def named_potentials(env: Any) -> dict[str, PotentialFn]:
+    """The named potentials an Align env offers, found through any wrapper or vector env."""
+    return dict(env_attribute(env, "potentials", {}))
 
 
 def resolve_potential(env: Any, potential: str | PotentialFn) -> PotentialFn:
