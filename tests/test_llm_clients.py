@@ -46,6 +46,43 @@ def test_batched_scoring_in_one_pass_matches_one_by_one(embedded):
     assert total_logprob(batched[0]) > total_logprob(batched[1]) + 5
 
 
+def test_a_shared_prompt_prefix_is_run_once_and_changes_no_answer():
+    """Rows of one few-shot template share most of their prompt: its prefix is run once, copied
+    to every row, and the answers (greedy, float32) are those of each row decoded alone."""
+    from align_gym.llm_rewards.clients.decoding import (
+        MIN_SHARED_PREFIX,
+        decode,
+        sample_rows,
+        shared_prefix,
+    )
+    from align_gym.llm_rewards.clients.transformers_backend import TransformersClient
+    from align_gym.llm_rewards.prompts import load_template
+
+    client = TransformersClient("default", dtype="float32")
+    template = load_template("ellm_goals")
+    situations = ["You see a key and a door.", "You are in the attic. You see an old map and an iron box.",
+                  "You hold a key. You see a locked door."]
+    prompts = [template.render_chat(verbs="pick up, open, go to", state=s) for s in situations]
+    rows = [row for ids in client.encode(prompts) for row in sample_rows(ids, 1, 16, 0.0)]
+    shared = shared_prefix(rows)
+    assert MIN_SHARED_PREFIX <= shared < min(len(row.prompt_ids) for row in rows)
+    assert shared_prefix(rows[:1]) == 0  # a row alone shares with nobody
+    shapes = []
+    hook = client.lm.register_forward_pre_hook(lambda module, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)),
+                                               with_kwargs=True)
+    try:
+        together = decode(client.lm, client.tokenizer, rows)
+    finally:
+        hook.remove()
+    assert shapes[0] == (1, shared) and shapes[1] == (len(rows), max(len(r.prompt_ids) for r in rows) - shared)
+    unshared = decode(client.lm, client.tokenizer, rows, share_prefix=False)
+    alone = [decode(client.lm, client.tokenizer, [row])[0] for row in rows]
+    assert [r.text for r in together] == [r.text for r in unshared] == [r.text for r in alone]
+    assert all(r.text.strip() for r in together)
+    for a, b in zip(together, alone):
+        np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-3)
+
+
 def test_bad_inputs_are_refused(embedded):
     with pytest.raises(ValueError, match="continuations"):
         embedded.score(["a"], ["b", "c"])

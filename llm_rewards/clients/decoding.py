@@ -6,7 +6,10 @@ to keep) and its own :class:`torch.Generator`, so a row's sample depends on its 
 the rows beside it, and no global RNG (Python's, numpy's, torch's) is touched: an SB3 agent
 sampling in the same process, or an annotator thread sampling beside it, keeps its own stream.
 Rows share the forward passes (left-padded, with a KV cache), which is how concurrent server
-requests are batched. A row ends at the end-of-sequence token or a stop string
+requests are batched. A prompt prefix every row shares (a template's instructions and few-shot
+examples, often most of the prompt) is run once and its KV cache copied to every row: each row is
+laid out as the shared prefix, its padding, then its own tokens, so positions stay those of the row
+alone. A row ends at the end-of-sequence token or a stop string
 (``finish_reason="stop"``) or when its budget is spent (``"length"``). A row whose ``cancelled``
 flag is set (a server's client left) stops at the next step (``"abort"``); the decoding ends as
 soon as no row runs, so a batch of cancelled rows frees the model at once.
@@ -59,6 +62,20 @@ class Result:
     finish_reason: str = "length"
 
 
+# Below this many shared tokens, the prefix's own forward pass costs about what it saves.
+MIN_SHARED_PREFIX = 32
+
+
+def shared_prefix(rows: Sequence[Row]) -> int:
+    """How many leading prompt tokens every row shares, leaving each row at least one of its own
+    (0 for a single row, or when fewer than :data:`MIN_SHARED_PREFIX` are shared)."""
+    if len(rows) < 2:
+        return 0
+    shared = min(len(os.path.commonprefix([list(row.prompt_ids) for row in rows])),
+                 min(len(row.prompt_ids) for row in rows) - 1)
+    return shared if shared >= MIN_SHARED_PREFIX else 0
+
+
 def sample_seed(seed: int | None, index: int) -> int | None:
     """The seed of sample ``index`` of a call seeded ``seed`` (None stays None: OS entropy)."""
     return None if seed is None else (int(seed) * 1_000_003 + index) % (1 << 63)
@@ -79,8 +96,9 @@ def generator_for(seed: int | None, device: str = "cpu"):
     return torch.Generator(device=device).manual_seed(int(value) & 0x7FFF_FFFF_FFFF_FFFF)
 
 
-def decode(model: Any, tokenizer: Any, rows: Sequence[Row], device: str = "cpu") -> list[Result]:
-    """Continue every row; one forward pass per step for all rows still running."""
+def decode(model: Any, tokenizer: Any, rows: Sequence[Row], device: str = "cpu", share_prefix: bool = True) -> list[Result]:
+    """Continue every row; one forward pass per step for all rows still running (after one pass
+    over the prompt prefix they all share, unless ``share_prefix`` is False)."""
     import torch
 
     if not rows:
@@ -90,12 +108,21 @@ def decode(model: Any, tokenizer: Any, rows: Sequence[Row], device: str = "cpu")
     eos = {tokenizer.eos_token_id} - {None}
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(eos), 0)
     width = max(len(row.prompt_ids) for row in rows)
-    ids = torch.tensor([[pad] * (width - len(r.prompt_ids)) + list(r.prompt_ids) for r in rows], device=device)
-    mask = torch.tensor([[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in rows], device=device)
+    shared = shared_prefix(rows) if share_prefix else 0
+    prefix = list(rows[0].prompt_ids[:shared])
+    # Each row: the shared prefix, its padding, its own tokens (all padding first when nothing is shared).
+    ids = torch.tensor([prefix + [pad] * (width - len(r.prompt_ids)) + list(r.prompt_ids[shared:]) for r in rows],
+                       device=device)
+    mask = torch.tensor([[1] * shared + [0] * (width - len(r.prompt_ids)) + [1] * (len(r.prompt_ids) - shared)
+                         for r in rows], device=device)
     running = [row.max_tokens > 0 and not row.cancelled for row in rows]
     budget = max((row.max_tokens for row in rows), default=0)
     past, step_ids = None, ids
     with torch.inference_mode():
+        if shared and budget:
+            past = model(input_ids=ids[:1, :shared], use_cache=True, logits_to_keep=1).past_key_values
+            past.batch_repeat_interleave(len(rows))
+            step_ids = ids[:, shared:]
         for _ in range(budget):
             for i, row in enumerate(rows):
                 if running[i] and row.cancelled:  # checked between steps: the row's client has left
