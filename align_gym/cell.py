@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,8 +139,11 @@ def run_id(cell: Cell) -> str:
     return f"{cell.env_id}|{cell.agent}|seed={cell.seed}"
 
 
-def run_cell(cell: Cell, on_row: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+def run_cell(cell: Cell, on_row: Callable[[dict[str, Any]], None] | None = None,
+             callbacks: Sequence[Any] = ()) -> list[dict[str, Any]]:
     """Train and evaluate one cell; returns its eval rows (also passed to ``on_row`` as they come).
+    ``callbacks``: SB3 callbacks that watch the training (a recorder of what a shaping paid); they
+    must draw no random numbers, so the cell's rows stay those of the bench.
 
     Each row holds the evaluation (``step``, ``return_mean``, ``return_std``, ``success_rate``),
     the means over the last 100 training episodes (``train_true_return``,
@@ -188,7 +191,8 @@ def run_cell(cell: Cell, on_row: Callable[[dict[str, Any]], None] | None = None)
     try:
         # The relabelling first: it marks the terms of episodes that end before their rollout is
         # relabelled. The stop last: the evaluation at the budget happens before it.
-        model.learn(cell.steps - spent, callback=[*relabelling, terms, evaluator, StopAtBudget(cell.steps - spent)])
+        model.learn(cell.steps - spent,
+                    callback=[*relabelling, terms, *callbacks, evaluator, StopAtBudget(cell.steps - spent)])
     finally:
         venv.close()
     return evaluator.rows

@@ -40,6 +40,26 @@ def test_a_layer_that_pays_nothing_reproduces_none_bit_for_bit_and_placebo_does_
     assert [r["step"] for r in none] == [0, 512, 1024, 1536, 2048]  # scored at the budget, never past it
 
 
+def test_a_watching_callback_leaves_the_cells_rows_as_they_are():
+    """`run_cell(callbacks=...)` (what docs/results/intrinsic/paid.py records payments with) sees
+    every training step's infos, and the cell's rows stay the bench's."""
+
+    class Captions(BaseCallback):
+        def __init__(self):
+            super().__init__()
+            self.seen: dict[str, float] = {}
+
+        def _on_step(self) -> bool:
+            for info in self.locals["infos"]:
+                self.seen[info["caption"]] = self.seen.get(info["caption"], 0.0) + info["reward_terms"]["placebo"]
+            return True
+
+    watcher = Captions()
+    watched = run_cell(small_cell("placebo"), callbacks=[watcher])
+    assert scores(watched) == scores(run_cell(small_cell("placebo")))
+    assert len(watcher.seen) > 3 and any(value != 0 for value in watcher.seen.values())
+
+
 def test_the_real_oni_with_the_embedded_model_pays_nothing_and_matches_none():
     """The embedded SmolLM2-135M parses no ONI label on KeyDoor-16x16, so ONI pays 0: under paired
     streams its cell is `none`'s, bit for bit (the layer has no side effect on the agent)."""
