@@ -11,9 +11,10 @@
 # - Align/MiniHack-KeyRoom-S15-v0 (plain PPO reached no success in 200k steps on tuning seeds 0-1):
 #   5 seeds, 200k steps. Rows: none, placebo, count, and the three LLM methods at p = 0 and 0.3.
 # No embedded-model rows: their nulls are on record in git history (the table this one replaces).
-# Stages run in order of what a verdict needs first (baselines, p = 0, p = 0.3, the rest), each
-# resumable: rerun to finish an interrupted run; finished cells are skipped. `align-gym report`
-# writes the tables, the verdicts and the error-sweep figures (error_<env>.png).
+# Stages run in order of what a verdict needs first (each task's baselines and p = 0, then p = 0.3,
+# the classic bonuses, the rest of the sweep), each resumable: rerun to finish an interrupted run;
+# finished cells are skipped. `align-gym report` writes the tables, the verdicts and the
+# error-sweep figures (error_<env>.png).
 set -euo pipefail
 out=docs/results/intrinsic
 classic="none,placebo,count(coef=0.05)"
@@ -29,8 +30,9 @@ minihack() {
         --steps 200000 --eval-every 20000 --eval-episodes 10 --out "$out" --quiet
 }
 keydoor "$classic,$(llm 'oracle(error=0)')"
+minihack "$classic,$(llm 'oracle(error=0)')"
 keydoor "$(llm 'oracle(error=0.3)')"
+minihack "$(llm 'oracle(error=0.3)')"
 keydoor "rnd(coef=0.5),e3b(coef=1.0, normalize=true)"
 keydoor "$(llm 'oracle(error=0.1)'),$(llm 'oracle(error=0.5)'),$(llm 'oracle(error=0.3, mode=positive)')"
-minihack "$classic,$(llm 'oracle(error=0)'),$(llm 'oracle(error=0.3)')"
 align-gym report "$out"
