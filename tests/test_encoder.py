@@ -26,3 +26,16 @@ def test_each_caption_is_embedded_once_per_cache(encoder):
     again = encoder.encode(captions)
     assert encoder.misses == misses and np.array_equal(first, again)
     assert np.array_equal(first[0], first[2])
+
+
+def test_an_embedding_depends_on_its_text_alone_not_on_the_texts_beside_it(tmp_path):
+    """The bench's parallel cells fill one cache in different orders: a caption embedded among
+    others (where batching would change its last bits) must equal the same caption embedded alone."""
+    captions = ["You move up.", "You pick up the key.", "The door is locked and you have no key.",
+                "You unlock the door with the key."]
+    together = SentenceEncoder().encode(captions)
+    alone = np.stack([SentenceEncoder().encode([caption])[0] for caption in reversed(captions)][::-1])
+    assert np.array_equal(together, alone)
+    cached = SentenceEncoder(cache=LLMCache(tmp_path / "cache.sqlite"))
+    cached.encode(captions[1:3])
+    assert np.array_equal(SentenceEncoder(cache=cached.cache).encode(captions), together)
