@@ -177,8 +177,8 @@ class ELLMBonus(RewardModule):
             elif self.corruption is not None:
                 goals = self.oracle_goals(batch.states[i], situation, batch.tasks[i])
                 self._events.setdefault(caption)
-            else:
-                goals = self.goals(situation, batch.tasks[i])
+            else:  # asked above, with the step's other new situations
+                goals = self._goals[(batch.tasks[i] or self.task, situation)]
             goals = [g for g in goals if g not in achieved]
             if goals:
                 similarity = self.encoder.encode(goals) @ self.encoder.encode([caption])[0]
