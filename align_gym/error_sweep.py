@@ -1,13 +1,16 @@
 """How good must an LLM be? The figure of an oracle error sweep.
 
 A bench grid whose LLM methods run with ``llm=oracle(error=p, mode=...)`` at several ``p`` (the
-intrinsic bench) is drawn per env as the final return (sampled evaluation by default) against
-``p``, one line per method and error mode, each point the IQM over seeds with its 95% bootstrap
-interval. ``none``, ``placebo`` and the count bonus are horizontal lines (IQM, band: interval),
-and a grey band around ``none`` spans the median minimum detectable effect of the LLM rows against
-``none`` (the paired t-test figure of :func:`~align_gym.stats.minimum_detectable_effect`): a line
-inside it cannot be told apart from ``none`` at the grid's seed count. ``align-gym report`` draws
-it (``error_<env>.png``) wherever a grid has oracle rows.
+intrinsic bench) is drawn per env in two panels, the final return and the AUC of the return curve
+(sampled evaluation by default), against ``p``: one line per method and error mode, each point the
+IQM over seeds with its 95% bootstrap interval. A filled marker is a point whose paired verdict
+against ``none`` (the report's rule, same bootstrap) is "better" or "worse"; a hollow one has no
+measured difference. ``none``, ``placebo`` and the count bonus are horizontal lines (IQM, band:
+interval), and a grey band around ``none`` spans the median minimum detectable effect of the LLM
+rows against ``none`` (the paired t-test figure of
+:func:`~align_gym.stats.minimum_detectable_effect`): a line inside it cannot be told apart from
+``none`` at the grid's seed count. ``align-gym report`` draws it (``error_<env>.png``) wherever a
+grid has oracle rows.
 """
 
 from __future__ import annotations
@@ -26,12 +29,14 @@ LINES = ("none", "placebo", "count")  # the baselines drawn across the figure
 
 @dataclass(frozen=True)
 class SweepPoint:
-    """One LLM row of the sweep: its method and error mode, the error rate and its score."""
+    """One LLM row of the sweep: its method and error mode, the error rate, its score and its
+    verdict against ``none`` (:data:`~align_gym.stats.TOO_FEW` without a ``none`` row)."""
 
     method: str
     mode: str
     error: float
     score: stats.Interval
+    verdict: str = stats.TOO_FEW
 
 
 def oracle_of(shaping: str) -> tuple[str, str, float] | None:
@@ -55,46 +60,37 @@ def oracle_of(shaping: str) -> tuple[str, str, float] | None:
     return str(ShapingSpec(layers[0].name, rest)), oracle.mode, float(oracle.error)
 
 
-def _scores(entry: Entry, mode: str, reps: int) -> stats.Interval | None:
-    values = [run_score(rows, "return", mode) for rows in entry.runs]
+def _scores(entry: Entry, score: str, mode: str, reps: int) -> stats.Interval | None:
+    values = [run_score(rows, score, mode) for rows in entry.runs]
     if any(v is None for v in values):
         return None
     return stats.iqm_interval({entry.env_id: np.array(values, dtype=np.float64)}, reps=reps)
 
 
-def sweep(env_id: str, entries: list[Entry], mode: str = "sampled", reps: int = 2000
+def sweep(env_id: str, entries: list[Entry], mode: str = "sampled", reps: int = 2000, score: str = "return"
           ) -> tuple[list[SweepPoint], dict[str, stats.Interval], float]:
     """The env's oracle rows as points, its baselines' scores, and the median MDE of the oracle
-    rows against ``none`` (NaN without ``none``)."""
+    rows against ``none`` (NaN without ``none``), all in ``score`` ("return" or "auc")."""
     mine = [e for e in entries if e.env_id == env_id]
     none = next((e for e in mine if e.shaping == "none"), None)
     points, lines, mdes = [], {}, []
     for entry in mine:
         found = oracle_of(entry.shaping)
-        score = _scores(entry, mode, reps)
-        if score is None:
+        interval = _scores(entry, score, mode, reps)
+        if interval is None:
             continue
         if found is not None:
-            points.append(SweepPoint(found[0], found[1], found[2], score))
-            comparison = compare(entry, none, "return", mode, reps) if none is not None else None
+            comparison = compare(entry, none, score, mode, reps) if none is not None else None
+            verdict = comparison.verdict if comparison is not None else stats.TOO_FEW
+            points.append(SweepPoint(found[0], found[1], found[2], interval, verdict))
             if comparison is not None and comparison.differences.size >= 2:
                 mdes.append(stats.minimum_detectable_effect(comparison.differences))
         elif entry.shaping.split("(")[0] in LINES:
-            lines[entry.shaping] = score
+            lines[entry.shaping] = interval
     return sorted(points, key=lambda p: (p.method, p.mode, p.error)), lines, float(np.median(mdes)) if mdes else float("nan")
 
 
-def plot_error_sweep(env_id: str, entries: list[Entry], path: Path, mode: str = "sampled", reps: int = 2000) -> bool:
-    """Draw the sweep of ``env_id`` to ``path``; False (nothing drawn) where it has no oracle rows."""
-    points, lines, mde = sweep(env_id, entries, mode, reps)
-    if not points:
-        return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+def _draw_panel(ax, points: list[SweepPoint], lines: dict[str, stats.Interval], mde: float, ylabel: str) -> None:
     errors = sorted({p.error for p in points})
     left, right = min(errors) - 0.03, max(errors) + 0.03
     for shaping, score in lines.items():
@@ -104,19 +100,44 @@ def plot_error_sweep(env_id: str, entries: list[Entry], path: Path, mode: str = 
         base = lines["none"].estimate
         ax.fill_between([left, right], [base - mde] * 2, [base + mde] * 2, color="grey", alpha=0.15,
                         label=f"none ± MDE ({mde:.3f})")
-    for key in sorted({(p.method, p.mode) for p in points}):
+    keys = sorted({(p.method, p.mode) for p in points})
+    for i, key in enumerate(keys):
         mine = [p for p in points if (p.method, p.mode) == key]
-        xs = [p.error for p in mine]
+        shift = (i - (len(keys) - 1) / 2) * 0.006  # side by side, so equal points stay visible
+        xs = [p.error + shift for p in mine]
         ys = np.array([[p.score.estimate, p.score.low, p.score.high] for p in mine])
         marker = "o" if key[1] == "flip" else "s"
-        ax.errorbar(xs, ys[:, 0], yerr=[ys[:, 0] - ys[:, 1], ys[:, 2] - ys[:, 0]], marker=marker, capsize=3,
-                    linestyle="-" if len(mine) > 1 else "none", label=f"{key[0]}, {key[1]}")
+        (drawn, *_) = ax.errorbar(xs, ys[:, 0], yerr=[ys[:, 0] - ys[:, 1], ys[:, 2] - ys[:, 0]], marker=marker,
+                                  capsize=3, linestyle="-" if len(mine) > 1 else "none", label=f"{key[0]}, {key[1]}",
+                                  markerfacecolor="white")
+        decided = [p for p in mine if p.verdict in (stats.BETTER, stats.WORSE)]
+        if decided:  # filled where the paired verdict against none is better or worse
+            ax.plot([p.error + shift for p in decided], [p.score.estimate for p in decided], marker=marker,
+                    linestyle="none", color=drawn.get_color(), zorder=5)
     ax.set_xlim(left, right)
     ax.set_xlabel("oracle error rate p")
-    ax.set_ylabel(f"final return ({mode} evaluation): IQM, 95% CI")
+    ax.set_ylabel(ylabel)
+
+
+def plot_error_sweep(env_id: str, entries: list[Entry], path: Path, mode: str = "sampled", reps: int = 2000) -> bool:
+    """Draw the sweep of ``env_id`` to ``path`` (final return and AUC side by side); False (nothing
+    drawn) where it has no oracle rows."""
+    panels = {score: sweep(env_id, entries, mode, reps, score) for score in ("return", "auc")}
+    if not panels["return"][0]:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    for ax, (score, (points, lines, mde)) in zip(axes, panels.items()):
+        what = "final return" if score == "return" else "AUC of return"
+        _draw_panel(ax, points, lines, mde, f"{what} ({mode} evaluation): IQM, 95% CI")
     n_seeds = min(len(e.runs) for e in entries if e.env_id == env_id)
-    ax.set_title(f"{env_id}: LLM methods against the error of their oracle ({n_seeds} seeds)", fontsize=9)
-    ax.legend(fontsize=7, loc="best")
+    fig.suptitle(f"{env_id}: LLM methods against the error of their oracle ({n_seeds} seeds; "
+                 "filled marker: paired verdict against none is better or worse)", fontsize=9)
+    axes[1].legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -543,7 +543,7 @@ def write_report(out_dir: str | Path, threshold: float | None = None, reps: int 
         lines += [f"![{env_id}](curves_{safe}.png)", ""]
     from .error_sweep import plot_error_sweeps
 
-    for path in plot_error_sweeps(out, entries, reps=max(reps // 4, 200)):
+    for path in plot_error_sweeps(out, entries, reps=reps):  # full reps: its markers show the verdicts below
         lines += [f"![{path.stem}]({path.name})", ""]
     block = verdict_block(comparisons_of(entries, bases, reps), entries, bases, reps)
     lines += ["## Verdicts", ""] + block + [""]

@@ -231,8 +231,9 @@ def test_protocol_1_action_ppo_rows_are_read_as_the_sampled_scores_they_were(tmp
 
 
 def test_an_oracle_error_sweep_is_drawn_against_the_baselines(tmp_path):
-    """Rows whose llm is an oracle at several error rates get a figure of final return against p,
-    with none, placebo and count as lines; the sweep's points are the rows' IQMs."""
+    """Rows whose llm is an oracle at several error rates get a figure of final return and AUC
+    against p, with none, placebo and count as lines; the sweep's points are the rows' IQMs, each
+    with its paired verdict against none."""
     from align_gym.error_sweep import sweep
     from align_gym.report import entries_of, read_results
 
@@ -248,6 +249,8 @@ def test_an_oracle_error_sweep_is_drawn_against_the_baselines(tmp_path):
     text = write_report(folder, reps=REPS)
     assert (folder / "error_Align_KeyDoor-8x8-v0.png").exists() and "error_Align_KeyDoor-8x8-v0.png" in text
     points, lines, mde = sweep(ENV, entries_of(read_results(folder)), reps=REPS)
-    assert [(p.method, p.mode, p.error, round(p.score.estimate, 3)) for p in points] == [
-        ("oni", "flip", 0.0, 0.8), ("oni", "flip", 0.3, 0.5)]
+    assert [(p.method, p.mode, p.error, round(p.score.estimate, 3), p.verdict) for p in points] == [
+        ("oni", "flip", 0.0, 0.8, "better"), ("oni", "flip", 0.3, 0.5, "better")]
     assert set(lines) == {"none", "placebo", "count(coef=0.01)"} and mde > 0
+    auc_points, _, _ = sweep(ENV, entries_of(read_results(folder)), reps=REPS, score="auc")
+    assert [p.error for p in auc_points] == [0.0, 0.3] and all(p.score.estimate > 0 for p in auc_points)
