@@ -15,14 +15,13 @@ grid has oracle rows.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import stats
-from .report import Entry, compare, run_score
+from .report import SCORES, Entry, compare, format_interval, run_score
 
 LINES = ("none", "placebo", "count")  # the baselines drawn across the figure
 
@@ -37,6 +36,7 @@ class SweepPoint:
     error: float
     score: stats.Interval
     verdict: str = stats.TOO_FEW
+    difference: stats.Interval | None = None  # the paired difference to none (IQM, 95% CI)
 
 
 def oracle_of(shaping: str) -> tuple[str, str, float] | None:
@@ -82,7 +82,8 @@ def sweep(env_id: str, entries: list[Entry], mode: str = "sampled", reps: int = 
         if found is not None:
             comparison = compare(entry, none, score, mode, reps) if none is not None else None
             verdict = comparison.verdict if comparison is not None else stats.TOO_FEW
-            points.append(SweepPoint(found[0], found[1], found[2], interval, verdict))
+            difference = comparison.interval if comparison is not None else None
+            points.append(SweepPoint(found[0], found[1], found[2], interval, verdict, difference))
             if comparison is not None and comparison.differences.size >= 2:
                 mdes.append(stats.minimum_detectable_effect(comparison.differences))
         elif entry.shaping.split("(")[0] in LINES:
@@ -144,11 +145,32 @@ def plot_error_sweep(env_id: str, entries: list[Entry], path: Path, mode: str = 
     return True
 
 
-def plot_error_sweeps(out: Path, entries: list[Entry], reps: int = 2000) -> list[Path]:
-    """One ``error_<env>.png`` per env of ``entries`` with oracle rows; the paths written."""
-    written = []
-    for env_id in sorted({e.env_id for e in entries}):
-        path = out / f"error_{re.sub(r'[^A-Za-z0-9._-]+', '_', env_id)}.png"
-        if plot_error_sweep(env_id, entries, path, reps=reps):
-            written.append(path)
-    return written
+def sweep_table(env_id: str, entries: list[Entry], mode: str = "sampled", reps: int = 2000) -> list[str]:
+    """Markdown: per score, each method and mode against ``none`` at each error rate, as the IQM of
+    the paired differences with its 95% interval and the verdict (better, worse, or = for no
+    measured difference); empty where the env has no oracle rows."""
+    lines: list[str] = []
+    for score in ("return", "auc"):
+        points, _, mde = sweep(env_id, entries, mode, reps, score)
+        if not points:
+            return []
+        errors = sorted({p.error for p in points})
+        lines += [f"{SCORES[score]} ({mode}), paired difference to `none` by oracle error rate p: IQM "
+                  f"[95% CI], and the verdict (=: no measured difference; median MDE {mde:.3f}):", "",
+                  "| method | mode | " + " | ".join(f"p = {e:g}" for e in errors) + " |",
+                  "|---|---|" + "---|" * len(errors)]
+        for method, kind in sorted({(p.method, p.mode) for p in points}):
+            at = {p.error: p for p in points if (p.method, p.mode) == (method, kind)}
+            cells = [_sweep_cell(at.get(e)) for e in errors]
+            lines.append(f"| {method} | {kind} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def _sweep_cell(point: SweepPoint | None) -> str:
+    if point is None:
+        return ""
+    if point.difference is None:
+        return point.verdict
+    mark = {stats.BETTER: " better", stats.WORSE: " worse"}.get(point.verdict, " =")
+    return format_interval(point.difference, 3) + mark

@@ -169,7 +169,8 @@ def _num(value: float, digits: int) -> str:
     return text[1:] if re.fullmatch(r"-0\.0*", text) else text  # no "-0.00"
 
 
-def _interval(interval: stats.Interval, digits: int) -> str:
+def format_interval(interval: stats.Interval, digits: int) -> str:
+    """"0.005 [0.001, 0.027]": an estimate and its interval at `digits` decimals."""
     return f"{_num(interval.estimate, digits)} [{_num(interval.low, digits)}, {_num(interval.high, digits)}]"
 
 
@@ -209,16 +210,16 @@ class Comparison:
             return head + f"too few seeds ({n} common seed{'s' if n != 1 else ''}; a verdict needs {stats.MIN_PAIRED_SEEDS})."
         mde = "n/a" if np.isnan(self.mde) else _num(self.mde, digits)
         what = f"IQM of {n} paired differences" if self.paired else f"IQM minus IQM over {n} unpaired seeds (protocol 1)"
-        details = f"{what}; P(improvement) {_interval(self.improvement, 2)}; MDE {mde}, {self.mde_source}"
+        details = f"{what}; P(improvement) {format_interval(self.improvement, 2)}; MDE {mde}, {self.mde_source}"
         if self.never_paid:
             details += f"; {self.never_paid}/{n} seeds never paid"
         iv = self.interval
         if self.verdict == stats.BETTER:
-            return head + f"better by {_interval(iv, digits)} ({details})."
+            return head + f"better by {format_interval(iv, digits)} ({details})."
         if self.verdict == stats.WORSE:
             drop = stats.Interval(-iv.estimate, -iv.high, -iv.low)
-            return head + f"worse by {_interval(drop, digits)} ({details})."
-        return head + f"no measured difference ({_interval(iv, digits)}; {details})."
+            return head + f"worse by {format_interval(drop, digits)} ({details})."
+        return head + f"no measured difference ({format_interval(iv, digits)}; {details})."
 
 
 def is_placebo(shaping: str) -> bool:
@@ -403,7 +404,7 @@ def env_table(env_id: str, entries: list[Entry], threshold: float, reps: int) ->
             return "—"
         interval = stats.iqm_interval({env_id: np.array(list(scores.values()))}, reps=reps,
                                       seed=_seed(env_id, entry.agent, entry.name, score, mode))
-        return _interval(interval, DIGITS[score])
+        return format_interval(interval, DIGITS[score])
 
     for entry in mine:
         mark = "" if entry.runs[0][0]["invariant"] else " " + NON_INVARIANT
@@ -430,7 +431,7 @@ def aggregate_table(entries: list[Entry], envs: list[str], reps: int) -> list[st
     lines = ["## All envs (stratified)", "", "| shaping | agent | protocol | final return, det. (IQM over envs and seeds [95% CI]) |",
              "|---|---|---|---|"]
     for (name, agent, protocol), scores in complete.items():
-        lines.append(f"| {name} | {agent} | {protocol} | {_interval(stats.iqm_interval(scores, reps=reps), 3)} |")
+        lines.append(f"| {name} | {agent} | {protocol} | {format_interval(stats.iqm_interval(scores, reps=reps), 3)} |")
     return lines
 
 
@@ -541,10 +542,12 @@ def write_report(out_dir: str | Path, threshold: float | None = None, reps: int 
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", env_id)
         plot_env(env_id, entries, out / f"curves_{safe}.png", reps=max(reps // 4, 200))
         lines += [f"![{env_id}](curves_{safe}.png)", ""]
-    from .error_sweep import plot_error_sweeps
+    from .error_sweep import plot_error_sweep, sweep_table
 
-    for path in plot_error_sweeps(out, entries, reps=reps):  # full reps: its markers show the verdicts below
-        lines += [f"![{path.stem}]({path.name})", ""]
+    for env_id in envs:  # full reps: the sweep's markers and table show the verdicts below
+        name = "error_" + re.sub(r"[^A-Za-z0-9._-]+", "_", env_id)
+        if plot_error_sweep(env_id, entries, out / f"{name}.png", reps=reps):
+            lines += [f"![{name}]({name}.png)", ""] + sweep_table(env_id, entries, reps=reps)
     block = verdict_block(comparisons_of(entries, bases, reps), entries, bases, reps)
     lines += ["## Verdicts", ""] + block + [""]
     (out / "verdicts.md").write_text("\n".join(["# Verdicts", ""] + block + [""]))
