@@ -280,7 +280,9 @@ def comparisons_of(entries: list[Entry], baselines: Sequence[str], reps: int) ->
     for c in out:
         null = next((p for p in nulls if p.score == c.score and p.mode == c.mode and p.baseline.definition
                      == {**c.entry.definition, "shaping": "none"}), None)
-        if null is not None and len(null.differences) >= 2:
+        # a placebo that never moved off none (a task no seed solves) estimates no spread: its MDE
+        # would be 0 whatever the noise, so the comparison's own spread stands in
+        if null is not None and len(null.differences) >= 2 and np.ptp(null.differences) > 0:
             c.mde, c.mde_source = stats.minimum_detectable_effect(null.differences, n=len(c.seeds)), "placebo's spread"
         elif len(c.differences) >= 2:
             c.mde, c.mde_source = stats.minimum_detectable_effect(c.differences), "own spread"
@@ -344,7 +346,8 @@ def rule_lines(baselines: Sequence[str]) -> list[str]:
         "MDE: the minimum detectable effect, the smallest true difference a paired t-test would find with 80% "
         "power at a two-sided 5%, at the comparison's number of seeds n: (t_0.975 + t_0.8, n - 1 degrees of "
         f"freedom) * sd(paired differences) / sqrt(n): the scale of effect the grid resolves. The sd is that of `{PLACEBO}` vs `none` of the same env, agent, score and mode where the grid "
-        "has it (\"placebo's spread\"), else the comparison's own (\"own spread\"). An effect smaller than the MDE "
+        "has it and its differences vary (\"placebo's spread\"), else the comparison's own (\"own spread\": also where "
+        "the placebo never moved off `none`, as on a task no seed solves). An effect smaller than the MDE "
         "can hide in a \"no measured difference\". With few seeds the bootstrap interval is narrower than its "
         "nominal 95%: the noise floor below is the rule's measured false-positive rate.",
     ]

@@ -102,8 +102,23 @@ def test_the_rule_and_the_mde_are_stated(paired_grid):
     _, summary = paired_grid
     assert '**Rule: better (or worse) when the 95% paired interval of the IQM difference excludes 0' in summary
     assert "80% power at a two-sided 5%" in summary and "(t_0.975 + t_0.8, n - 1 degrees of freedom) * sd(paired differences) / sqrt(n)" in summary
-    # the placebo exists for this env: every comparison's MDE comes from its spread
-    assert all("placebo's spread" in v for v in verdict_lines(summary, "count"))
+    # the placebo exists for this env: every return comparison's MDE comes from its spread; success
+    # is 0 on every seed of every row, so the placebo never moved there and each keeps its own
+    lines = verdict_lines(summary, "count")
+    assert all("placebo's spread" in v for v in lines if "success" not in v)
+    assert all("own spread" in v for v in lines if "success" in v)
+
+
+def test_a_placebo_that_never_moved_leaves_each_comparison_its_own_spread(tmp_path):
+    """On a task no seed solves, none and placebo score 0 everywhere: their spread is 0 and would
+    make every MDE 0; the comparison's own spread stands in, and says so."""
+    cells = []
+    for i, seed in enumerate(range(1000, 1006)):
+        cells += [cell_rows("none", seed, 0.0), cell_rows("placebo", seed, 0.0),
+                  cell_rows("count(coef=0.01)", seed, 0.1 * (i % 3))]
+    summary = write_report(write_results(tmp_path, cells), reps=REPS)
+    lines = verdict_lines(summary, "count(coef=0.01)")
+    assert lines and all("own spread" in line and "MDE 0.000" not in line for line in lines if "return" in line)
 
 
 def test_pairing_finds_a_shift_that_the_seeds_own_noise_would_hide(paired_grid):
