@@ -100,7 +100,7 @@ def _draw_panel(ax, points: list[SweepPoint], lines: dict[str, stats.Interval], 
     if "none" in lines and np.isfinite(mde):
         base = lines["none"].estimate
         ax.fill_between([left, right], [base - mde] * 2, [base + mde] * 2, color="grey", alpha=0.15,
-                        label=f"none ± MDE ({mde:.3f})")
+                        label=f"none ± median MDE, own spreads ({mde:.3f})")
     keys = sorted({(p.method, p.mode) for p in points})
     for i, key in enumerate(keys):
         mine = [p for p in points if (p.method, p.mode) == key]
@@ -156,7 +156,7 @@ def sweep_table(env_id: str, entries: list[Entry], mode: str = "sampled", reps: 
             return []
         errors = sorted({p.error for p in points})
         lines += [f"{SCORES[score]} ({mode}), paired difference to `none` by oracle error rate p: IQM "
-                  f"[95% CI], and the verdict (=: no measured difference; median MDE {mde:.3f}):", "",
+                  f"[95% CI], and the verdict (=: no measured difference; median MDE of these comparisons, each from its own spread: {mde:.3f}):", "",
                   "| method | mode | " + " | ".join(f"p = {e:g}" for e in errors) + " |",
                   "|---|---|" + "---|" * len(errors)]
         for method, kind in sorted({(p.method, p.mode) for p in points}):
