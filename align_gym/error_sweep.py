@@ -7,9 +7,10 @@ IQM over seeds with its 95% bootstrap interval. A filled marker is a point whose
 against ``none`` (the report's rule, same bootstrap) is "better" or "worse"; a hollow one has no
 measured difference. ``none``, ``placebo`` and the count bonus are horizontal lines (IQM, band:
 interval), and a grey band around ``none`` spans the median minimum detectable effect of the LLM
-rows against ``none`` (the paired t-test figure of
-:func:`~align_gym.stats.minimum_detectable_effect`): a line inside it cannot be told apart from
-``none`` at the grid's seed count. ``align-gym report`` draws it (``error_<env>.png``) wherever a
+rows against ``none``, each from the spread of its own paired differences (the paired t-test figure
+of :func:`~align_gym.stats.minimum_detectable_effect`; on a task no seed solves the placebo has no
+spread to lend): a line inside it cannot be told apart from ``none`` at the grid's seed count.
+:func:`sweep_table` gives the same comparisons as numbers, for ``summary.md``. ``align-gym report`` draws it (``error_<env>.png``) wherever a
 grid has oracle rows.
 """
 
