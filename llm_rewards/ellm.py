@@ -165,20 +165,21 @@ class ELLMBonus(RewardModule):
 
     def reward(self, batch: TransitionBatch) -> np.ndarray:
         out = np.zeros(len(batch))
+        # each transition's question: the episode's task and the situation before the step
+        questions = [(task or self.task, self._situation.get(int(episode), ""))
+                     for task, episode in zip(batch.tasks, batch.episode_ids)]
         if self.corruption is None:  # the step's new situations, asked in one batch
-            self.ask([(task or self.task, self._situation.get(int(episode), ""))
-                      for task, episode, caption in zip(batch.tasks, batch.episode_ids, batch.captions) if caption])
+            self.ask([question for question, caption in zip(questions, batch.captions) if caption])
         for i, (episode, caption) in enumerate(zip(batch.episode_ids, batch.captions)):
             episode = int(episode)
             achieved = self._achieved.setdefault(episode, set())
-            situation = self._situation.get(episode, "")
             if not caption:  # no event: nothing can match
                 goals = []
             elif self.corruption is not None:
-                goals = self.oracle_goals(batch.states[i], situation, batch.tasks[i])
+                goals = self.oracle_goals(batch.states[i], questions[i][1], batch.tasks[i])
                 self._events.setdefault(caption)
             else:  # asked above, with the step's other new situations
-                goals = self._goals[(batch.tasks[i] or self.task, situation)]
+                goals = self._goals[questions[i]]
             goals = [g for g in goals if g not in achieved]
             if goals:
                 similarity = self.encoder.encode(goals) @ self.encoder.encode([caption])[0]
