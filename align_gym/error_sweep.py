@@ -10,7 +10,8 @@ interval), and a grey band around ``none`` spans the median minimum detectable e
 rows against ``none``, each from the spread of its own paired differences (the paired t-test figure
 of :func:`~align_gym.stats.minimum_detectable_effect`; on a task no seed solves the placebo has no
 spread to lend): a line inside it cannot be told apart from ``none`` at the grid's seed count.
-:func:`sweep_table` gives the same comparisons as numbers, for ``summary.md``. ``align-gym report`` draws it (``error_<env>.png``) wherever a
+:func:`sweep_table` gives the same comparisons as numbers, for ``summary.md``; both read
+one :func:`sweeps`. ``align-gym report`` draws it (``error_<env>.png``) wherever a
 grid has oracle rows.
 """
 
@@ -77,6 +78,8 @@ def sweep(env_id: str, entries: list[Entry], mode: str = "sampled", reps: int = 
     points, lines, mdes = [], {}, []
     for entry in mine:
         found = oracle_of(entry.shaping)
+        if found is None and entry.shaping.split("(")[0] not in LINES:
+            continue  # neither a point nor a line: no score to bootstrap
         interval = _scores(entry, score, mode, reps)
         if interval is None:
             continue
@@ -87,7 +90,7 @@ def sweep(env_id: str, entries: list[Entry], mode: str = "sampled", reps: int = 
             points.append(SweepPoint(found[0], found[1], found[2], interval, verdict, difference))
             if comparison is not None and comparison.differences.size >= 2:
                 mdes.append(stats.minimum_detectable_effect(comparison.differences))
-        elif entry.shaping.split("(")[0] in LINES:
+        else:
             lines[entry.shaping] = interval
     return sorted(points, key=lambda p: (p.method, p.mode, p.error)), lines, float(np.median(mdes)) if mdes else float("nan")
 
@@ -121,10 +124,18 @@ def _draw_panel(ax, points: list[SweepPoint], lines: dict[str, stats.Interval], 
     ax.set_ylabel(ylabel)
 
 
-def plot_error_sweep(env_id: str, entries: list[Entry], path: Path, mode: str = "sampled", reps: int = 2000) -> bool:
-    """Draw the sweep of ``env_id`` to ``path`` (final return and AUC side by side); False (nothing
-    drawn) where it has no oracle rows."""
-    panels = {score: sweep(env_id, entries, mode, reps, score) for score in ("return", "auc")}
+Sweep = tuple[list[SweepPoint], dict[str, stats.Interval], float]  # what :func:`sweep` returns
+
+
+def sweeps(env_id: str, entries: list[Entry], mode: str = "sampled", reps: int = 2000) -> dict[str, Sweep]:
+    """The sweep of ``env_id`` in each score drawn and tabled: final return, then AUC."""
+    return {score: sweep(env_id, entries, mode, reps, score) for score in ("return", "auc")}
+
+
+def plot_error_sweep(env_id: str, entries: list[Entry], panels: dict[str, Sweep], path: Path,
+                     mode: str = "sampled") -> bool:
+    """Draw ``panels`` (:func:`sweeps`) of ``env_id`` to ``path``, final return and AUC side by side;
+    False (nothing drawn) where it has no oracle rows."""
     if not panels["return"][0]:
         return False
     import matplotlib
@@ -146,13 +157,12 @@ def plot_error_sweep(env_id: str, entries: list[Entry], path: Path, mode: str = 
     return True
 
 
-def sweep_table(env_id: str, entries: list[Entry], mode: str = "sampled", reps: int = 2000) -> list[str]:
-    """Markdown: per score, each method and mode against ``none`` at each error rate, as the IQM of
-    the paired differences with its 95% interval and the verdict (better, worse, or = for no
-    measured difference); empty where the env has no oracle rows."""
+def sweep_table(panels: dict[str, Sweep], mode: str = "sampled") -> list[str]:
+    """Markdown of ``panels`` (:func:`sweeps`): per score, each method and mode against ``none`` at
+    each error rate, as the IQM of the paired differences with its 95% interval and the verdict
+    (better, worse, or = for no measured difference); empty where the env has no oracle rows."""
     lines: list[str] = []
-    for score in ("return", "auc"):
-        points, _, mde = sweep(env_id, entries, mode, reps, score)
+    for score, (points, _, mde) in panels.items():
         if not points:
             return []
         errors = sorted({p.error for p in points})

@@ -545,12 +545,13 @@ def write_report(out_dir: str | Path, threshold: float | None = None, reps: int 
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", env_id)
         plot_env(env_id, entries, out / f"curves_{safe}.png", reps=max(reps // 4, 200))
         lines += [f"![{env_id}](curves_{safe}.png)", ""]
-    from .error_sweep import plot_error_sweep, sweep_table
+    from .error_sweep import plot_error_sweep, sweep_table, sweeps
 
     for env_id in envs:  # full reps: the sweep's markers and table show the verdicts below
         name = "error_" + re.sub(r"[^A-Za-z0-9._-]+", "_", env_id)
-        if plot_error_sweep(env_id, entries, out / f"{name}.png", reps=reps):
-            lines += [f"![{name}]({name}.png)", ""] + sweep_table(env_id, entries, reps=reps)
+        panels = sweeps(env_id, entries, reps=reps)
+        if plot_error_sweep(env_id, entries, panels, out / f"{name}.png"):
+            lines += [f"![{name}]({name}.png)", ""] + sweep_table(panels)
     block = verdict_block(comparisons_of(entries, bases, reps), entries, bases, reps)
     lines += ["## Verdicts", ""] + block + [""]
     (out / "verdicts.md").write_text("\n".join(["# Verdicts", ""] + block + [""]))

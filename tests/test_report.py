@@ -249,7 +249,7 @@ def test_an_oracle_error_sweep_is_drawn_against_the_baselines(tmp_path):
     """Rows whose llm is an oracle at several error rates get a figure of final return and AUC
     against p, with none, placebo and count as lines; the sweep's points are the rows' IQMs, each
     with its paired verdict against none."""
-    from align_gym.error_sweep import sweep, sweep_table
+    from align_gym.error_sweep import sweep, sweep_table, sweeps
     from align_gym.report import entries_of, read_results
 
     cells = []
@@ -269,6 +269,6 @@ def test_an_oracle_error_sweep_is_drawn_against_the_baselines(tmp_path):
     assert set(lines) == {"none", "placebo", "count(coef=0.01)"} and mde > 0
     auc_points, _, _ = sweep(ENV, entries_of(read_results(folder)), reps=REPS, score="auc")
     assert [p.error for p in auc_points] == [0.0, 0.3] and all(p.score.estimate > 0 for p in auc_points)
-    table = "\n".join(sweep_table(ENV, entries_of(read_results(folder)), reps=REPS))
+    table = "\n".join(sweep_table(sweeps(ENV, entries_of(read_results(folder)), reps=REPS)))
     assert "| oni | flip | 0.590 [" in table and "| p = 0 | p = 0.3 |" in table and table.count(" better |") == 4
     assert "paired difference to `none` by oracle error rate p" in text
