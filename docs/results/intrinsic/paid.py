@@ -1,7 +1,7 @@
 """What a shaping paid, for what, and when: reruns one finished bench cell with a recorder of every
 training step's caption and reward terms, checks that the rerun's rows are the bench's (paired
-cells rerun bit for bit, except where a module's answers arrive asynchronously), and prints the shaping's term summed by caption and by stretch of
-training. Run from the repository root:
+cells rerun bit for bit, except where a module's answers arrive asynchronously), and prints the
+shaping's term summed by caption and by stretch of training. Run from the repository root:
 
     python docs/results/intrinsic/paid.py --env Align/KeyDoor-16x16-v0 --seed 1000 \\
         --shaping "ellm(coef=0.1, llm='oracle(error=0)')" [--out paid.json]
